@@ -1,0 +1,95 @@
+"""The deadline in scope: an absolute time on a monotonic clock, held in a ContextVar.
+
+A deadline is entered by `resilient.timeout` (or by `DeadlineMiddleware` for an incoming
+request) and read by everything below it: retries stop before sleeping past it, bulkheads and
+rate limiters do not wait past it, and the httpx transport shrinks its timeouts to it and sends
+the time left downstream. Nested deadlines never extend each other: the earliest wins.
+
+The deadline remembers its clock, so a deadline set with a `FakeClock` is read with that clock.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+
+from ._clock import SYSTEM_CLOCK, Clock
+
+__all__ = ["Deadline", "current_deadline", "enter_deadline", "remaining"]
+
+
+class Deadline:
+    """An absolute point in time on ``clock``.
+
+    Attributes:
+        at: the deadline, in ``clock.monotonic()`` seconds.
+        clock: the clock the deadline is measured on.
+        timeout: the length of the timeout that set it, in seconds.
+    """
+
+    __slots__ = ("at", "clock", "timeout")
+
+    def __init__(self, at: float, clock: Clock = SYSTEM_CLOCK, timeout: float | None = None):
+        self.at = at
+        self.clock = clock
+        self.timeout = timeout
+
+    def remaining(self) -> float:
+        """Seconds left until the deadline; negative once it has passed."""
+        return self.at - self.clock.monotonic()
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return self.clock.monotonic() >= self.at
+
+    def __repr__(self) -> str:
+        return f"Deadline(at={self.at!r}, clock={self.clock!r})"
+
+
+_current: ContextVar[Deadline | None] = ContextVar("resilient.deadline", default=None)
+get_deadline = _current.get
+
+
+def enter_deadline(
+    seconds: float, clock: Clock = SYSTEM_CLOCK
+) -> tuple[Deadline, Token[Deadline | None]]:
+    """Scope a deadline ``seconds`` from now, unless an earlier one is already in scope.
+
+    Returns the deadline now in force (the new one or the earlier outer one) and the token to
+    hand to `exit_deadline`.
+    """
+    new = Deadline(clock.monotonic() + seconds, clock, seconds)
+    outer = _current.get()
+    if outer is not None and outer.remaining() <= seconds:
+        new = outer
+    return new, _current.set(new)
+
+
+def enter_absolute(deadline: Deadline) -> tuple[Deadline, Token[Deadline | None]]:
+    """Scope ``deadline`` unless an earlier one is in scope; see `enter_deadline`."""
+    outer = _current.get()
+    if outer is not None and outer.remaining() <= deadline.remaining():
+        deadline = outer
+    return deadline, _current.set(deadline)
+
+
+def exit_deadline(token: Token[Deadline | None]) -> None:
+    """Restore the deadline that was in scope before the matching enter call."""
+    _current.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The absolute deadline in scope, in seconds of its clock's ``monotonic()``, or None.
+
+    With the default clock this is comparable with `time.monotonic()`.
+    """
+    deadline = _current.get()
+    return None if deadline is None else deadline.at
+
+
+def remaining() -> float | None:
+    """Seconds left until the nearest deadline in scope (never below 0.0), or None."""
+    deadline = _current.get()
+    if deadline is None:
+        return None
+    left = deadline.remaining()
+    return left if left > 0.0 else 0.0

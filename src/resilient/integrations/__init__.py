@@ -1,0 +1,1 @@
+"""Integrations with web frameworks (ASGI) and HTTP clients (httpx)."""
