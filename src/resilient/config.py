@@ -52,8 +52,18 @@ class _Section(Protocol):
     def build(self, name: str) -> Policy: ...
 
 
-#: Section names in nesting order, outermost first.
-PIPELINE_ORDER: tuple[str, ...] = ()
+#: Section names in nesting order, outermost first. A section joins `PipelineConfig` as a field
+#: when its policy is wired in; names listed here without a field are skipped.
+PIPELINE_ORDER: tuple[str, ...] = (
+    "fallback",  # degrade instead of failing: sees every error, rejections included
+    "timeout",  # one deadline for the whole call, every retry and wait included
+    "retry",
+    "circuit_breaker",  # inside retry, so each attempt is counted and can be refused
+    "attempt_timeout",  # a deadline per attempt
+    "rate_limiter",
+    "bulkhead",
+    "adaptive_bulkhead",  # innermost: a slot is held only while the call really runs
+)
 
 
 class PipelineConfig(BaseModel):
@@ -65,7 +75,7 @@ class PipelineConfig(BaseModel):
         """Build the pipeline, sections nested in `PIPELINE_ORDER`."""
         policies: list[Policy] = []
         for section_name in PIPELINE_ORDER:
-            section: _Section | None = getattr(self, section_name)
+            section: _Section | None = getattr(self, section_name, None)
             if section is not None:
                 policies.append(section.build(name))
         return Pipeline(*policies, name=name)
