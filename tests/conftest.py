@@ -1,0 +1,86 @@
+"""Test configuration: both async backends for every async test, and a real redis-server."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from ._redis_server import RedisServer, find_redis_server
+
+REDIS_FIXTURES = {"redis_server", "redis_url", "redis_client", "async_redis_client"}
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs once on asyncio and once on trio."""
+    return str(request.param)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            item.add_marker(pytest.mark.anyio)
+        if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free port on 127.0.0.1, for the whole session.
+
+    Tests may ``stop()``, ``start()`` or ``restart()`` it; the next test that asks for
+    ``redis_url`` gets it running again. Without a redis-server binary the tests that need it
+    are skipped, except under ``CI=true``, where that is a failure.
+    """
+    binary = find_redis_server()
+    if binary is None:
+        message = "redis-server is not installed (Debian: apt-get install redis-server)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer(binary)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of a running, empty redis-server."""
+    import redis
+
+    if not redis_server.running:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    """A sync ``redis.Redis`` client connected to the test server."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def async_redis_client(redis_url: str, anyio_backend: str) -> AsyncIterator[Any]:
+    """A ``redis.asyncio.Redis`` client (asyncio only: redis.asyncio does not run on trio)."""
+    if anyio_backend != "asyncio":
+        pytest.skip("redis.asyncio runs on asyncio only")
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    yield client
+    await client.aclose()

@@ -1,0 +1,38 @@
+"""Checked by mypy --strict in test_typing.py: decorators keep the signatures they wrap."""
+
+from __future__ import annotations
+
+from typing_extensions import assert_type
+
+import resilient
+
+pipeline = resilient.Pipeline()
+
+
+@pipeline
+def sync_function(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@pipeline
+async def async_function(x: int) -> int:
+    return x
+
+
+class Service:
+    @pipeline
+    async def async_method(self, x: int) -> str:
+        return str(x)
+
+    @pipeline
+    def sync_method(self, x: int) -> bytes:
+        return b"x" * x
+
+
+async def check() -> None:
+    assert_type(sync_function(1, y="a"), float)
+    assert_type(await async_function(1), int)
+    assert_type(await Service().async_method(1), str)
+    assert_type(Service().sync_method(1), bytes)
+    assert_type(pipeline.call(sync_function, 1, y="b"), float)
+    assert_type(await pipeline.acall(async_function, 2), int)
