@@ -1,0 +1,1 @@
+"""Head-to-head benchmarks: resilient and its peer libraries, in one process, in one run."""
