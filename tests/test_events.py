@@ -69,3 +69,30 @@ def test_a_failing_subscriber_does_not_break_others(
 def test_subscribe_rejects_non_callables() -> None:
     with pytest.raises(TypeError, match="subscriber"):
         instrumentation.subscribe(42)  # type: ignore[arg-type]
+
+
+def test_enable_logging_logs_transitions_at_warning_and_retries_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from resilient._events import CircuitStateChanged
+
+    caplog.set_level("DEBUG", logger="resilient")
+    instrumentation.enable_logging()
+    try:
+        HUB.emit(CircuitStateChanged("circuit_breaker", "payments", old="closed", new="open"))
+        HUB.emit(RetryScheduled("retry", "fetch", attempt=1, delay=0.5, exception=None))
+    finally:
+        instrumentation.disable_logging()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "CircuitStateChanged circuit_breaker 'payments': old='closed' new='open'"),
+        ("INFO", "RetryScheduled retry 'fetch': attempt=1 delay=0.5 exception=None"),
+    ]
+    assert HUB.active is False
+
+
+def test_logging_skips_work_when_the_logger_is_disabled(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("ERROR", logger="resilient")
+    instrumentation.log_event(
+        RetryScheduled("retry", "fetch", attempt=1, delay=0.5, exception=None)
+    )
+    assert caplog.records == []

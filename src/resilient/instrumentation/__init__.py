@@ -9,8 +9,8 @@ instrumentation.unsubscribe(seen.append)
 ```
 
 With no subscriber, a policy pays one attribute check per event and builds no record.
-Ready-made subscribers live in `resilient.instrumentation.prometheus` and
-`resilient.instrumentation.opentelemetry`.
+`enable_logging()` sends them to the stdlib ``resilient`` logger (state changes and rejections
+at WARNING, retries at INFO).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .._events import (
     subscribe,
     unsubscribe,
 )
+from ._logging import disable_logging, enable_logging, log_event
 
 __all__ = [
     "CallRejected",
@@ -47,6 +48,9 @@ __all__ = [
     "RetryScheduled",
     "StoreError",
     "Subscriber",
+    "disable_logging",
+    "enable_logging",
+    "log_event",
     "subscribe",
     "unsubscribe",
 ]
