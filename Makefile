@@ -1,46 +1,56 @@
-# Two commands matter: `make demo` and `make test`. Both set everything up on a fresh machine.
+# `make demo` and `make test` work on a fresh machine with only python3: they create .venv,
+# install what they need into it, and reuse it on later runs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-install only when the project's metadata changes.
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+comma := ,
 
-.PHONY: demo test lint format bench docs clean venv redis
+# One stamp per set of extras, named after a checksum of pyproject.toml: editing the project's
+# metadata checks the environment again (and installs only if something is missing).
+HASH := $(shell cksum pyproject.toml | cut -d' ' -f1)
+installed = $(VENV)/.installed-$(1)-$(HASH)
+
+.PHONY: demo test lint format bench docs clean distclean venv redis
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@bash scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
 
-$(STAMP): $(BIN)/python pyproject.toml
-	rm -f $(VENV)/.installed-*
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,docs]"
-	touch $@
+# $* is the extras joined by "-", e.g. .venv/.installed-dev-bench-<hash> installs ".[dev,bench]".
+$(VENV)/.installed-%-$(HASH): pyproject.toml | $(BIN)/python
+	@$(BIN)/python scripts/venv-satisfied.py "$(subst -,$(comma),$*)" \
+		|| $(BIN)/python -m pip install --quiet -e ".[$(subst -,$(comma),$*)]"
+	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
+	@touch $@
 
-venv: $(STAMP)
+venv: $(call installed,dev)
 
 redis:
 	@bash scripts/ensure-redis.sh
 
-demo: venv
+demo: $(call installed,demo)
 	$(BIN)/python examples/storm.py
 
-test: venv redis
+test: $(call installed,dev) redis
 	$(BIN)/python -m pytest
 
-lint: venv
+lint: $(call installed,dev)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict src
 
-format: venv
+format: $(call installed,dev)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: venv redis
+bench: $(call installed,dev-bench) redis
 	$(BIN)/python -m benchmarks
 
-docs: venv
+docs: $(call installed,dev-docs)
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) site build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf site build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

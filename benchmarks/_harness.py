@@ -19,22 +19,28 @@ from typing import Any
 
 import anyio
 
-__all__ = ["Check", "Report", "Row", "measure", "measure_async"]
+__all__ = ["Check", "Report", "Row", "measure", "measure_async", "subtract_baseline"]
 
-TARGET_SECONDS = 0.1  # each repeat runs about this long
+TARGET_SECONDS = 0.1  # each timed loop runs about this long
+MAX_NUMBER = 10_000_000
 
 
 def _calibrate(run: Callable[[int], float]) -> int:
+    """The loop length for which one ``run(number)`` takes about ``TARGET_SECONDS``."""
     number = 1
     while True:
         elapsed = run(number)
-        if elapsed >= TARGET_SECONDS / 4 or number >= 10_000_000:
-            return max(1, int(number * TARGET_SECONDS / max(elapsed, 1e-9)))
+        if elapsed >= TARGET_SECONDS / 4 or number >= MAX_NUMBER:
+            return max(1, min(MAX_NUMBER, int(number * TARGET_SECONDS / max(elapsed, 1e-9))))
         number *= 4
 
 
 def measure(fn: Callable[[], object], *, number: int | None = None, repeat: int = 7) -> float:
-    """Seconds per call of ``fn()``: the minimum over ``repeat`` timed loops."""
+    """Seconds per call of ``fn()``: the minimum over ``repeat`` timed loops of ``number`` calls.
+
+    A warm-up loop runs first; without ``number``, the loop length is calibrated so that one
+    timed loop takes about 0.1 s.
+    """
 
     def run(n: int) -> float:
         loop = range(n)
@@ -43,18 +49,27 @@ def measure(fn: Callable[[], object], *, number: int | None = None, repeat: int 
             fn()
         return time.perf_counter() - start
 
-    number = number or _calibrate(run)
+    if number is None:
+        number = _calibrate(run)  # calibrating warms up too
+    else:
+        run(max(1, number // 10))
     return min(run(number) for _ in range(repeat)) / number
 
 
 def measure_async(
     fn: Callable[[], Awaitable[object]],
-    *,
     backend: str = "asyncio",
+    *,
     number: int | None = None,
     repeat: int = 7,
 ) -> float:
-    """Seconds per ``await fn()``, looping inside one event loop run on ``backend``."""
+    """Seconds per ``await fn()`` on ``backend`` ("asyncio" or "trio").
+
+    ``fn`` makes a new awaitable each call (an ``async def`` function or a lambda around one).
+    The warm-up and all the timed loops run inside one ``anyio.run``, so the cost of starting
+    an event loop is not measured; only calibration, when ``number`` is not given, runs loops
+    of its own first.
+    """
 
     async def timed(n: int) -> float:
         loop = range(n)
@@ -63,15 +78,23 @@ def measure_async(
             await fn()
         return time.perf_counter() - start
 
-    def run(n: int) -> float:
-        return anyio.run(timed, n, backend=backend)
+    if number is None:
+        number = _calibrate(lambda n: anyio.run(timed, n, backend=backend))
+    loops = number
 
-    number = number or _calibrate(run)
+    async def warm_up_and_time() -> float:
+        await timed(max(1, loops // 10))
+        return min([await timed(loops) for _ in range(repeat)])
 
-    async def all_repeats() -> float:
-        return min([await timed(number) for _ in range(repeat)])
+    return anyio.run(warm_up_and_time, backend=backend) / number
 
-    return anyio.run(all_repeats, backend=backend) / number
+
+def subtract_baseline(seconds: float, baseline: float) -> float:
+    """The cost a wrapper adds: ``seconds`` per call less the ``baseline`` of the bare call.
+
+    Never negative: when the difference is lost in the noise, it is 0.
+    """
+    return max(0.0, seconds - baseline)
 
 
 @dataclass
@@ -102,10 +125,21 @@ class Report:
     checks: list[Check] = field(default_factory=list)
 
     def add(
-        self, group: str, name: str, seconds: float, *, reference: bool = False, note: str = ""
+        self,
+        group: str,
+        name: str,
+        seconds: float,
+        *,
+        baseline: bool = False,
+        reference: bool = False,
+        note: str = "",
     ) -> float:
-        """Record a row; ``reference`` marks the row the group's ratios are relative to."""
-        self.rows.append(Row(group, name, seconds, reference, note))
+        """Record ``seconds`` per call of ``name`` in ``group``, and return ``seconds``.
+
+        ``baseline=True`` (or its alias ``reference=True``) marks the row that the group's
+        ratios are relative to; without one, the group's first row is the reference.
+        """
+        self.rows.append(Row(group, name, seconds, baseline or reference, note))
         print(f"  {group:<34} {name:<44} {seconds * 1e9:10.1f} ns", flush=True)
         return seconds
 
@@ -152,17 +186,17 @@ class Report:
             "# Benchmark results",
             "",
             f"Python {machine['python']} ({machine['implementation']}) on {machine['platform']}, "
-            f"{machine['cpus']} CPUs, {machine['date']}. Minimum of 7 timed loops per row; every "
-            "row measured in the same process, in one run. Ratio: this row / the group's "
-            "reference row.",
+            f"{machine['cpus']} CPUs, {machine['date']}. Each row is the minimum over several "
+            "timed loops; every row was measured in the same process, in one run. Ratio: this "
+            "row / the group's reference row (in bold).",
             "",
         ]
         for group, rows in self.groups().items():
             reference = next((r for r in rows if r.reference), rows[0])
-            lines += [f"## {group}", "", "| | ns/call | ratio | note |", "|---|---:|---:|---|"]
+            lines += [f"## {group}", "", "| name | ns/call | ratio | note |", "|---|---:|---:|---|"]
             for row in rows:
                 ratio = row.seconds / reference.seconds if reference.seconds else float("nan")
-                name = f"**{row.name}**" if row.reference else row.name
+                name = f"**{row.name}**" if row is reference else row.name
                 lines.append(f"| {name} | {row.seconds * 1e9:.1f} | {ratio:.2f} | {row.note} |")
             lines.append("")
         if self.checks:
@@ -185,7 +219,7 @@ class Report:
         if not groups:
             return
         heights = [max(1.2, 0.45 * len(rows) + 0.8) for rows in groups.values()]
-        fig, axes = plt.subplots(len(groups), 1, figsize=(9, sum(heights)), squeeze=False)
+        fig, axes = plt.subplots(len(groups), 1, figsize=(9, sum(heights) + 0.3), squeeze=False)
         for ax, (group, rows) in zip(axes[:, 0], groups.items(), strict=True):
             names = [r.name for r in rows]
             values = [r.seconds * 1e9 for r in rows]
@@ -195,6 +229,15 @@ class Report:
             ax.set_title(group, fontsize=10, loc="left")
             ax.set_xlabel("ns per call (lower is better)", fontsize=8)
             ax.tick_params(labelsize=8)
-        fig.tight_layout()
+        machine = self.machine()
+        fig.text(
+            0.01,
+            0.005,
+            f"Python {machine['python']} ({machine['implementation']}), {machine['platform']}, "
+            f"{machine['cpus']} CPUs, {machine['date']}",
+            fontsize=7,
+            color="#555555",
+        )
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -14,6 +14,6 @@ async def awork() -> int:
 
 
 def run(report: Report) -> None:
-    report.add("baseline", "bare call", measure(work), reference=True)
+    report.add("baseline", "bare call", measure(work), baseline=True)
     report.add("baseline", "bare await (asyncio)", measure_async(awork, backend="asyncio"))
     report.add("baseline", "bare await (trio)", measure_async(awork, backend="trio"))

@@ -1,4 +1,11 @@
-"""A real redis-server process for tests: started on a free port, stoppable and restartable."""
+"""A real redis-server process for tests: started on a free port, stoppable and restartable.
+
+Used by the ``redis_server`` fixture in conftest.py; tests that spawn processes of their own can
+use ``RedisServer`` directly::
+
+    with RedisServer(find_redis_server()) as server:
+        ...  # server.url
+"""
 
 from __future__ import annotations
 
@@ -9,15 +16,20 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from types import TracebackType
 
 __all__ = ["RedisServer", "find_redis_server", "free_port"]
 
 
 def find_redis_server() -> str | None:
-    """The path of the redis-server binary, or None."""
-    return shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-    )
+    """The path of the redis-server binary ($REDIS_SERVER, else on PATH), or None."""
+    configured = os.environ.get("REDIS_SERVER")
+    if configured and os.access(configured, os.X_OK):
+        return configured
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
 
 
 def free_port() -> int:
@@ -28,7 +40,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server on 127.0.0.1, with no persistence, in its own temporary directory."""
+    """One redis-server on 127.0.0.1, with no persistence, in its own temporary directory.
+
+    ``stop()`` kills it (SIGKILL, like a crash) and ``start()`` brings it back on the same port,
+    empty. The server's log is kept in ``log_path`` and quoted when it fails to start.
+    """
 
     host = "127.0.0.1"
 
@@ -36,6 +52,7 @@ class RedisServer:
         self.binary = binary
         self.port = port or free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="resilient-redis-"))
+        self.log_path = self.directory / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,21 +80,29 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                "--logfile",
+                str(self.log_path),
                 "--protected-mode",
                 "no",
             ],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {self.process.returncode}")
-            if self._ping():
+                code = self.process.returncode
+                self.process = None
+                raise RuntimeError(f"redis-server exited with code {code}:\n{self._log_tail()}")
+            if self.ping():
                 return
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout}s")
+        raise RuntimeError(
+            f"redis-server did not answer on port {self.port} within {timeout}s:\n"
+            f"{self._log_tail()}"
+        )
 
     def stop(self) -> None:
         """Kill the server and wait for it to go away."""
@@ -89,10 +114,12 @@ class RedisServer:
         self.process = None
 
     def restart(self) -> None:
+        """Kill the server and start it again, empty, on the same port."""
         self.stop()
         self.start()
 
-    def _ping(self) -> bool:
+    def ping(self) -> bool:
+        """Whether something on the port answers a Redis PING right now."""
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
@@ -101,5 +128,24 @@ class RedisServer:
             return False
 
     def close(self) -> None:
+        """Stop the server and remove its directory."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

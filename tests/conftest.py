@@ -20,11 +20,26 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Mark every ``async def`` test for anyio, so test authors just write ``async def test_``.
+
+    Requesting ``anyio_backend`` here, before the test is parametrized, is what makes each one
+    run on both backends.
+    """
+    if not isinstance(collector, (pytest.Module, pytest.Class)):
+        return
+    if not collector.istestfunction(obj, name):
+        return
+    hypothesis = getattr(obj, "hypothesis", None)
+    inner = getattr(hypothesis, "inner_test", obj)
+    if inspect.iscoroutinefunction(inner):
+        pytest.mark.usefixtures("anyio_backend")(pytest.mark.anyio(obj))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use a Redis fixture with ``redis`` (select them with ``-m redis``)."""
     for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function):
-            item.add_marker(pytest.mark.anyio)
         if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
 

@@ -1,56 +1,166 @@
-"""Every ```python block in README.md and docs/ runs, file by file, in a fresh interpreter."""
+"""Every ```python block in README.md and docs/ runs.
+
+The blocks of one markdown file run in order, in one fresh namespace, in a fresh interpreter
+started in the repository root. Only blocks whose info string is exactly ``python`` run: use
+``pycon``, ``text`` or ``sh`` for snippets that are not meant to. A file that mentions
+``REDIS_URL`` gets the URL of the test redis-server in that environment variable.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 MARKDOWN = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+TIMEOUT = 60
+OPENING = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+
+# Runs the blocks of one file: argv[1] is a JSON file of [filename, [[line, code], ...]].
+# Each block is compiled with blank lines in front, so tracebacks give markdown line numbers.
+RUNNER = """
+import json, sys, traceback, types
+with open(sys.argv[1], encoding="utf-8") as f:
+    filename, blocks = json.load(f)
+main = types.ModuleType("__main__")
+sys.modules["__main__"] = main
+for line, code in blocks:
+    try:
+        exec(compile("\\n" * line + code, filename, "exec"), main.__dict__)
+    except SystemExit as exit:
+        if exit.code in (None, 0):
+            break
+        print(f"{filename}: the python block at line {line} exited:", exit.code, file=sys.stderr)
+        sys.exit(1)
+    except BaseException:
+        print(f"{filename}: the python block at line {line} failed:", file=sys.stderr)
+        traceback.print_exc()
+        sys.exit(1)
+"""
 
 
-def python_blocks(path: Path) -> list[tuple[int, str]]:
-    """The python blocks of a markdown file, each with the line it starts on."""
-    text = path.read_text(encoding="utf-8")
-    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in FENCE.finditer(text)]
+class Block(NamedTuple):
+    line: int  # 1-based line of the opening fence
+    code: str
 
 
-def as_script(path: Path, blocks: list[tuple[int, str]]) -> str:
-    # Each block keeps its own line numbers, so a traceback points into the markdown file.
-    parts = []
-    for line, code in blocks:
-        parts.append(f"exec(compile({code!r}, {f'{path.name}:{line}'!r}, 'exec'), __ns)\n")
-    return "__ns = {'__name__': '__main__'}\n" + "".join(parts)
+def python_blocks(text: str) -> list[Block]:
+    """The fenced blocks whose info string is exactly ``python``, in order."""
+    blocks: list[Block] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        opening = OPENING.match(lines[i])
+        if opening is None or (opening["fence"][0] == "`" and "`" in opening["info"]):
+            i += 1
+            continue
+        fence, start = opening["fence"], i
+        body: list[str] = []
+        i += 1
+        while i < len(lines):
+            stripped = lines[i].strip()
+            indent = len(lines[i]) - len(lines[i].lstrip(" "))
+            if indent <= 3 and stripped.startswith(fence) and stripped.strip(fence[0]) == "":
+                break
+            body.append(lines[i])
+            i += 1
+        i += 1  # past the closing fence (or the end of the file: the block runs to the end)
+        if opening["info"].strip() == "python":
+            blocks.append(Block(start + 1, "\n".join(body) + "\n"))
+    return blocks
+
+
+def test_only_blocks_marked_exactly_python_are_found() -> None:
+    text = "\n".join(
+        [
+            "# Title",  # 1
+            "```python",  # 2
+            "a = 1",
+            "```",
+            "```pycon",  # 5
+            ">>> b = 2",
+            "```",
+            "````text",  # 8
+            "```python",
+            "not code",
+            "```",
+            "````",
+            "~~~python",  # 13
+            "c = a + 1",
+            "~~~",
+            "``` python ",  # 16
+            "d = c",
+            "```",
+            "```python3",  # 19
+            "e = 5",
+            "```",
+        ]
+    )
+    assert python_blocks(text) == [
+        Block(2, "a = 1\n"),
+        Block(13, "c = a + 1\n"),
+        Block(16, "d = c\n"),
+    ]
 
 
 def test_markdown_files_are_found() -> None:
     assert ROOT / "README.md" in MARKDOWN
-    assert python_blocks(ROOT / "README.md"), "README.md should show runnable code"
+    assert ROOT / "docs" / "index.md" in MARKDOWN
+    assert python_blocks((ROOT / "README.md").read_text(encoding="utf-8")), (
+        "README.md should show runnable code"
+    )
 
 
-@pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
-def test_markdown_examples_run(path: Path, request: pytest.FixtureRequest) -> None:
-    blocks = python_blocks(path)
+def _needs_redis(blocks: list[Block]) -> bool:
+    return any("REDIS_URL" in block.code for block in blocks)
+
+
+def _param(path: Path) -> object:
+    needs_redis = _needs_redis(python_blocks(path.read_text(encoding="utf-8")))
+    marks = [pytest.mark.redis] if needs_redis else []
+    return pytest.param(path, marks=marks, id=str(path.relative_to(ROOT)))
+
+
+@pytest.mark.parametrize("path", [_param(path) for path in MARKDOWN])
+def test_markdown_examples_run(path: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    blocks = python_blocks(path.read_text(encoding="utf-8"))
     if not blocks:
-        pytest.skip("no python examples")
+        return  # nothing to run
+    relative = str(path.relative_to(ROOT))
     env = dict(os.environ)
-    if any("REDIS_URL" in code for _, code in blocks):
+    if _needs_redis(blocks):
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
     src = str(ROOT / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    result = subprocess.run(
-        [sys.executable, "-c", as_script(path, blocks)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    program = tmp_path / "blocks.json"
+    program.write_text(json.dumps([relative, [list(block) for block in blocks]]), encoding="utf-8")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", RUNNER, str(program)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        timed_out = error
+    else:
+        if result.returncode != 0:
+            pytest.fail(f"{relative}: a python block failed\n{result.stderr}", pytrace=False)
+        return
+    stderr = timed_out.stderr
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    pytest.fail(
+        f"{relative}: the python blocks did not finish in {TIMEOUT}s\n{stderr or ''}", pytrace=False
     )
-    assert result.returncode == 0, f"{path.relative_to(ROOT)} examples failed:\n{result.stderr}"

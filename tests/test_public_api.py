@@ -22,13 +22,19 @@ def test_every_exported_name_exists_and_is_documented(name: str) -> None:
     assert inspect.getdoc(value), f"resilient.{name} has no docstring"
 
 
+def _defined_in_resilient(value: object) -> bool:
+    module = getattr(value, "__module__", None) or ""
+    return module == "resilient" or module.startswith("resilient.")
+
+
 def test_all_is_complete() -> None:
+    """Every public class and function the package defines and re-exports is in __all__."""
     public = {
         name
         for name, value in vars(resilient).items()
         if not name.startswith("_")
         and not isinstance(value, types.ModuleType)
-        and getattr(value, "__module__", "").startswith("resilient")
+        and _defined_in_resilient(value)
     }
     assert public - set(resilient.__all__) == set()
 

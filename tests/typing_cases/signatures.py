@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from typing_extensions import assert_type
 
 import resilient
 
-pipeline = resilient.Pipeline()
+
+@resilient.Pipeline()
+def f(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@resilient.Pipeline()
+async def g(x: int) -> int:
+    return x
+
+
+pipeline = resilient.Pipeline(resilient.Pipeline())
 
 
 @pipeline
@@ -29,7 +42,18 @@ class Service:
         return b"x" * x
 
 
+def takes_callable(fn: Callable[[int], float]) -> None: ...
+
+
+def takes_async_callable(fn: Callable[[int], Awaitable[int]]) -> None: ...
+
+
 async def check() -> None:
+    assert_type(f(1, y="a"), float)
+    assert_type(f(1), float)
+    takes_callable(f)
+    assert_type(await g(1), int)
+    takes_async_callable(g)
     assert_type(sync_function(1, y="a"), float)
     assert_type(await async_function(1), int)
     assert_type(await Service().async_method(1), str)

@@ -1,4 +1,4 @@
-"""Must FAIL mypy: a decorated function still rejects arguments of the wrong type."""
+"""Must FAIL mypy: decorated functions still reject arguments of the wrong type."""
 
 from __future__ import annotations
 
@@ -10,4 +10,13 @@ def takes_int(x: int) -> int:
     return x
 
 
-takes_int("not an int")
+takes_int("not an int")  # error: arg-type
+
+
+@resilient.Pipeline()
+async def takes_int_async(x: int) -> int:
+    return x
+
+
+async def main() -> None:
+    await takes_int_async("not an int")  # error: arg-type
