@@ -8,6 +8,8 @@ a context manager. `Pipeline` composes policies, outermost first.
 
 from __future__ import annotations
 
+from ._backoff import Backoff
+from ._budget import RetryBudget
 from ._deadline import current_deadline, remaining
 from ._errors import (
     BulkheadFullError,
@@ -23,8 +25,11 @@ from ._errors import (
     StoreUnavailable,
 )
 from ._policy import Pipeline, Policy
+from ._retry import Retry, retry
+from ._timeout import Timeout, timeout
 
 __all__ = [
+    "Backoff",
     "BulkheadFullError",
     "CircuitOpenError",
     "DeadlineExceeded",
@@ -36,8 +41,13 @@ __all__ = [
     "RateLimitedError",
     "Rejected",
     "ResilientError",
+    "Retry",
+    "RetryBudget",
     "RetryBudgetExhausted",
     "StoreUnavailable",
+    "Timeout",
     "current_deadline",
     "remaining",
+    "retry",
+    "timeout",
 ]

@@ -67,10 +67,15 @@ class RetryScheduled(Event):
 
 @dataclass(frozen=True, slots=True)
 class RetriesExhausted(Event):
-    """A retry policy gave up; the last exception (or result) goes to the caller."""
+    """A retry policy gave up; the last exception (or result) goes to the caller.
+
+    ``reason`` says why: ``"attempts"`` (all used), ``"max_elapsed"`` or ``"deadline"`` (the
+    next sleep would have ended past it).
+    """
 
     attempts: int
     exception: BaseException | None
+    reason: str = "attempts"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,347 @@
+"""Timeouts: scope a deadline, and (in async code) cancel the work when it passes.
+
+```python
+import anyio
+import resilient
+
+
+async def main() -> None:
+    try:
+        async with resilient.timeout(0.01):
+            await anyio.sleep(10)
+    except resilient.DeadlineExceeded:
+        print("gave up after 10 ms")
+
+
+anyio.run(main)
+```
+
+Entering a timeout puts a deadline in the ContextVar of `resilient._deadline` (the earliest one
+in scope wins). The entry record *is* the deadline object in the ContextVar, so one `Timeout`
+can be entered by many threads and tasks at once, and nested in itself: nothing per entry is
+stored on the shared object.
+
+On asyncio (Python 3.11+) the async timeout schedules one ``loop.call_at`` that cancels the
+task, and converts that cancellation into `DeadlineExceeded` on the way out, using
+``Task.uncancel()`` exactly as ``asyncio.timeout`` does. Elsewhere (trio, and asyncio on 3.10)
+it uses an ``anyio.CancelScope`` with a deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from asyncio import CancelledError, current_task
+from asyncio import _get_running_loop as _running_loop
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+from typing_extensions import ParamSpec
+
+from ._clock import Clock, SystemClock, check_clock
+from ._deadline import Deadline, _current
+from ._errors import DeadlineExceeded
+from ._events import HUB, DeadlineExceededEvent
+from ._policy import Policy
+
+__all__ = ["Timeout", "timeout"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_UNCANCEL = sys.version_info >= (3, 11)  # Task.uncancel() / Task.cancelling()
+
+
+class _Scope(Deadline):
+    """One entry of a timeout: the deadline in force plus what it needs to undo itself."""
+
+    __slots__ = ("cancelling", "done", "fired", "handle", "scope", "soon", "task", "token")
+
+    cancelling: int
+    done: bool
+    fired: bool
+    handle: Any
+    scope: anyio.CancelScope | None
+    soon: Callable[..., Any]
+    task: Any
+    token: Token[Deadline | None]
+
+    def __repr__(self) -> str:
+        return f"Deadline(at={self.at!r}, clock={self.clock!r})"
+
+
+def _fire_task(entry: _Scope) -> None:
+    entry.fired = True
+    entry.task.cancel()
+
+
+def _poll_task(entry: _Scope) -> None:
+    # A deadline on a clock the event loop does not know (a FakeClock): look at it once per
+    # event-loop iteration until it passes.
+    if entry.clock.monotonic() >= entry.at:
+        _fire_task(entry)
+    else:
+        entry.handle = entry.soon(_poll_task, entry)
+
+
+def _poll_scope(entry: _Scope) -> None:
+    if entry.done:
+        return
+    if entry.clock.monotonic() >= entry.at:
+        entry.fired = True
+        if entry.scope is not None:
+            entry.scope.cancel()
+    else:
+        entry.handle = entry.soon(_poll_scope, entry)
+
+
+def _call_soon() -> Callable[..., Any]:
+    """The current event loop's "run this callback soon" (asyncio or trio)."""
+    loop = _running_loop()
+    if loop is not None:
+        return loop.call_soon
+    import trio  # only reachable on trio
+
+    return trio.lowlevel.current_trio_token().run_sync_soon
+
+
+class Timeout(Policy):
+    """A deadline ``seconds`` from entry; async work is cancelled when it passes.
+
+    Use it as ``with`` / ``async with`` (the value bound by ``as`` is the `Deadline` in force),
+    as a decorator on sync and async functions, through `call` / `acall`, or in a `Pipeline`.
+
+    - Nested deadlines never extend each other: the earliest in scope wins.
+    - Async: when the deadline passes the work is cancelled (asyncio and trio) and
+      `DeadlineExceeded` is raised, but only when it was this scope's deadline that fired; any
+      other cancellation propagates unchanged.
+    - Sync: Python cannot interrupt a thread safely, so the timeout is cooperative: it scopes
+      the deadline (which every resilient policy inside obeys) and raises `DeadlineExceeded` on
+      entry if the deadline has already passed. When the block returns after the deadline, its
+      result is kept and no error is raised.
+    - With a clock other than the system clock (e.g. `FakeClock`), the deadline is measured on
+      that clock; async work is cancelled at the first event-loop iteration after the clock
+      passes the deadline, checked once per iteration while the block runs.
+
+    Args:
+        seconds: the time allowed, counted from entry; a finite number >= 0.
+        name: the name in events (default: the decorated function's qualified name, or
+            ``"timeout"`` for ``with`` blocks).
+        clock: where the deadline is measured (default: the system clock).
+
+    Raises:
+        ValueError: ``seconds`` is negative or not finite.
+    """
+
+    __slots__ = ("_clock", "name", "seconds")
+
+    kind = "timeout"
+
+    def __init__(self, seconds: float, *, name: str | None = None, clock: Clock | None = None):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"seconds must be a number, got {seconds!r}")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        self.seconds = float(seconds)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        self.name = name
+        self._clock = check_clock(clock) if clock is not None else _SYSTEM
+
+    def __repr__(self) -> str:
+        return f"Timeout({self.seconds!r}, name={self.name!r})"
+
+    # -- entering and leaving -------------------------------------------------------------------
+
+    def _push(self, name: str | None) -> tuple[_Scope, float]:
+        """The new deadline in force and the seconds left; raises if it has already passed."""
+        clock = self._clock
+        now = clock.monotonic()
+        entry = _Scope.__new__(_Scope)
+        entry.at = now + self.seconds
+        entry.clock = clock
+        entry.timeout = self.seconds
+        left = self.seconds
+        outer = _current.get()
+        if outer is not None:
+            outer_left = outer.at - now if outer.clock is clock else outer.remaining()
+            if outer_left < left:
+                entry.at, entry.clock, entry.timeout = outer.at, outer.clock, outer.timeout
+                left = outer_left
+        if left <= 0.0:
+            self._exceeded(name, entry.timeout)
+            raise DeadlineExceeded(_message(entry.timeout), timeout=entry.timeout)
+        entry.fired = False
+        entry.scope = None
+        entry.handle = None
+        return entry, left
+
+    def _exceeded(self, name: str | None, seconds: float | None) -> None:
+        if HUB.active:
+            HUB.emit(DeadlineExceededEvent(self.kind, name or self.name or "timeout", seconds))
+
+    def __enter__(self) -> Deadline:
+        entry, _ = self._push(None)
+        entry.token = _current.set(entry)
+        return entry
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entry: Any = _current.get()
+        _current.reset(entry.token)
+
+    def _enter_async(self, name: str | None) -> _Scope:
+        entry, left = self._push(name)
+        real = type(entry.clock) is SystemClock
+        loop = _running_loop()
+        if loop is not None and _UNCANCEL:
+            task: Any = current_task(loop)
+            entry.task = task
+            entry.cancelling = task.cancelling()
+            if real:
+                entry.handle = loop.call_at(loop.time() + left, _fire_task, entry)
+            else:
+                entry.soon = loop.call_soon
+                entry.handle = loop.call_soon(_poll_task, entry)
+        else:
+            scope = anyio.CancelScope(deadline=anyio.current_time() + left if real else math.inf)
+            scope.__enter__()
+            entry.scope = scope
+            entry.done = False
+            if not real:
+                entry.soon = _call_soon()
+                entry.handle = entry.soon(_poll_scope, entry)
+        entry.token = _current.set(entry)
+        return entry
+
+    def _exit_async(
+        self,
+        entry: _Scope,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        name: str | None,
+    ) -> bool:
+        _current.reset(entry.token)
+        scope = entry.scope
+        if scope is None:  # asyncio, Task.uncancel() available
+            if not entry.fired:
+                entry.handle.cancel()
+                return False
+            if entry.task.uncancel() <= entry.cancelling and exc_type is CancelledError:
+                self._exceeded(name, entry.timeout)
+                raise DeadlineExceeded(_message(entry.timeout), timeout=entry.timeout) from exc
+            return False
+        entry.done = True
+        swallowed = bool(scope.__exit__(exc_type, exc, tb))
+        if scope.cancelled_caught:
+            self._exceeded(name, entry.timeout)
+            raise DeadlineExceeded(_message(entry.timeout), timeout=entry.timeout) from None
+        return swallowed
+
+    async def __aenter__(self) -> Deadline:
+        return self._enter_async(None)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        entry: Any = _current.get()
+        return self._exit_async(entry, exc_type, exc, tb, None)
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` with the deadline in scope (cooperative; see the class)."""
+        entry, _ = self._push(None)
+        token = _current.set(entry)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn(*args, **kwargs)``, cancelling it if the deadline passes."""
+        return await self._run_async(fn, args, kwargs, None)
+
+    async def _run_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+    ) -> R:
+        entry = self._enter_async(name)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            if self._exit_async(entry, type(exc), exc, exc.__traceback__, name):
+                raise AssertionError("unreachable: a timeout never swallows") from exc
+            raise
+        self._exit_async(entry, None, None, None, name)
+        return result
+
+    def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
+        name = self.name if self.name is not None else _name_of(fn)
+        push = self._push
+        set_, reset = _current.set, _current.reset
+
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = set_(push(name)[0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                reset(token)
+
+        return wrapper
+
+    def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        name = self.name if self.name is not None else _name_of(fn)
+        run = self._run_async
+
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return await run(fn, args, kwargs, name)
+
+        return wrapper
+
+
+_SYSTEM: Clock = check_clock(None)
+
+
+def _name_of(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else repr(fn)
+
+
+def _message(seconds: float | None) -> str:
+    return "deadline exceeded" if seconds is None else f"deadline of {seconds:g}s exceeded"
+
+
+def timeout(seconds: float, *, name: str | None = None, clock: Clock | None = None) -> Timeout:
+    """Build a `Timeout` of ``seconds``: ``with``, ``async with``, decorator or Pipeline step.
+
+    ```python
+    import resilient
+
+
+    @resilient.timeout(1.0)
+    def lookup() -> float | None:
+        return resilient.remaining()  # the deadline is in scope inside
+
+
+    left = lookup()
+    assert left is not None and 0.0 < left <= 1.0
+    ```
+
+    Takes the same arguments as `Timeout`; see there.
+    """
+    return Timeout(seconds, name=name, clock=clock)
