@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import threading
 
-from ._clock import check_clock
+from ._clock import Clock, check_clock
 from ._errors import RetryBudgetExhausted
 
 __all__ = ["RetryBudget"]
@@ -77,7 +77,7 @@ class RetryBudget:
         ratio: float = 0.2,
         minimum_per_second: float = 10.0,
         window: float = 10.0,
-        clock: object = None,
+        clock: Clock | None = None,
     ) -> None:
         self.ratio = _number(ratio, "ratio")
         self.minimum_per_second = _number(minimum_per_second, "minimum_per_second")

@@ -141,6 +141,11 @@ class Timeout(Policy):
     kind = "timeout"
 
     def __init__(self, seconds: float, *, name: str | None = None, clock: Clock | None = None):
+        if type(seconds) is float and 0.0 <= seconds < math.inf and name is None and clock is None:
+            self.seconds = seconds  # the common case, kept cheap: timeout(2.0) per call
+            self.name = None
+            self._clock = _SYSTEM
+            return
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise TypeError(f"seconds must be a number, got {seconds!r}")
         if not math.isfinite(seconds) or seconds < 0:
@@ -344,4 +349,15 @@ def timeout(seconds: float, *, name: str | None = None, clock: Clock | None = No
 
     Takes the same arguments as `Timeout`; see there.
     """
+    if type(seconds) is float and 0.0 <= seconds < math.inf and name is None and clock is None:
+        self: Timeout = _new(
+            Timeout
+        )  # the common case, kept cheap: ``async with timeout(2.0)`` per call
+        self.seconds = seconds
+        self.name = None
+        self._clock = _SYSTEM
+        return self
     return Timeout(seconds, name=name, clock=clock)
+
+
+_new = Timeout.__new__
