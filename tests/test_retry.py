@@ -76,7 +76,8 @@ def test_retry_reraises_last_exception_unchanged() -> None:
     with pytest.raises(ConnectionError) as info:
         wrapped()
     assert info.value is errors[-1]
-    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
     assert flaky.calls == 3
 
 
@@ -143,7 +144,8 @@ def test_decorated_function_keeps_metadata_and_arguments() -> None:
         return a + b
 
     assert add(1, b=2) == 3
-    assert add.__name__ == "add" and add.__doc__ == "Adds."
+    assert add.__name__ == "add"
+    assert add.__doc__ == "Adds."
 
 
 def test_no_waiting_skips_sleeps() -> None:
@@ -151,7 +153,8 @@ def test_no_waiting_skips_sleeps() -> None:
     flaky = Flaky(ConnectionError(), ConnectionError())
     with no_waiting():
         assert retry(attempts=3, clock=clock)(flaky)() == "ok"
-    assert clock.sleeps == [] and clock.monotonic() == 0.0
+    assert clock.sleeps == []
+    assert clock.monotonic() == 0.0
 
 
 def test_real_sleep_smoke() -> None:
@@ -279,7 +282,8 @@ def test_budget_refuses_retries_beyond_its_ratio_during_an_outage(events: list[E
     assert retries <= 0.1 * 1000 + 1.0 * 10.0
     assert retries >= 0.1 * 1000  # the budget allows what it promised, no less
     refused = [e for e in events if isinstance(e, RetryBudgetExhaustedEvent)]
-    assert refused and {e.name for e in refused} == {"p0", "p1"}
+    assert refused
+    assert {e.name for e in refused} == {"p0", "p1"}
 
 
 def test_budget_refusal_reraises_the_last_exception_at_once() -> None:
@@ -289,7 +293,8 @@ def test_budget_refusal_reraises_the_last_exception_at_once() -> None:
     flaky = Flaky(error)
     with pytest.raises(ConnectionError) as info:
         retry(budget=budget, clock=clock)(flaky)()
-    assert info.value is error and clock.sleeps == []
+    assert info.value is error
+    assert clock.sleeps == []
 
 
 def test_budget_refusal_with_on_result_returns_the_last_result() -> None:
@@ -303,7 +308,8 @@ def test_every_call_deposits_into_the_budget() -> None:
     policy = retry(budget=budget)
     for _ in range(5):
         policy.call(lambda: None)
-    assert budget.calls == 5 and budget.retries == 0
+    assert budget.calls == 5
+    assert budget.retries == 0
 
 
 # -- events and names ----------------------------------------------------------------------------
@@ -350,13 +356,14 @@ def test_block_form_retries_the_block() -> None:
         with attempt:
             numbers.append(attempt.number)
             flaky()
-    assert numbers == [1, 2, 3] and clock.sleeps == [1.0, 2.0]
+    assert numbers == [1, 2, 3]
+    assert clock.sleeps == [1.0, 2.0]
 
 
 def test_block_form_reraises_the_last_exception_when_attempts_run_out() -> None:
     errors = [ConnectionError(i) for i in range(3)]
     flaky = Flaky(*errors)
-    with pytest.raises(ConnectionError) as info:
+    with pytest.raises(ConnectionError) as info:  # noqa: PT012
         for attempt in retry(attempts=3, clock=FakeClock()).attempts():
             with attempt:
                 flaky()
@@ -365,7 +372,7 @@ def test_block_form_reraises_the_last_exception_when_attempts_run_out() -> None:
 
 def test_block_form_lets_other_exceptions_through_at_once() -> None:
     runs = 0
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError):  # noqa: PT012
         for attempt in retry(on=ConnectionError, clock=FakeClock()).attempts():
             with attempt:
                 runs += 1
@@ -381,13 +388,14 @@ async def test_async_block_form_retries_the_block() -> None:
         with attempt:
             numbers.append(attempt.number)
             await flaky.acall()
-    assert numbers == [1, 2] and clock.sleeps == [1.0]
+    assert numbers == [1, 2]
+    assert clock.sleeps == [1.0]
 
 
 async def test_async_block_form_reraises_the_last_exception() -> None:
     error = ConnectionError("last")
     flaky = Flaky(ConnectionError(), error)
-    with pytest.raises(ConnectionError) as info:
+    with pytest.raises(ConnectionError) as info:  # noqa: PT012
         async for attempt in retry(attempts=2, clock=FakeClock()).attempts():
             with attempt:
                 await flaky.acall()
@@ -442,7 +450,8 @@ async def test_async_retry_never_retries_cancellation() -> None:
     with anyio.CancelScope() as scope:
         scope.cancel()
         await hang()
-    assert scope.cancelled_caught and calls == 1
+    assert scope.cancelled_caught
+    assert calls == 1
 
 
 async def test_async_retry_stops_at_the_deadline() -> None:
@@ -451,7 +460,8 @@ async def test_async_retry_stops_at_the_deadline() -> None:
     with pytest.raises(ConnectionError):
         async with resilient.timeout(5.0, clock=clock):
             await retry(attempts=10, backoff=NO_JITTER, clock=clock).acall(flaky.acall)
-    assert clock.sleeps == [1.0, 2.0] and flaky.calls == 3
+    assert clock.sleeps == [1.0, 2.0]
+    assert flaky.calls == 3
 
 
 # -- arguments -----------------------------------------------------------------------------------
@@ -493,10 +503,8 @@ def test_wrong_types_raise_type_error_naming_the_argument(
         Retry(**kwargs)  # type: ignore[arg-type]
 
 
-def test_retry_and_Retry_take_the_same_arguments() -> None:  # noqa: N802
+def test_retry_and_Retry_take_the_same_arguments() -> None:
     import inspect
 
-    assert list(inspect.signature(retry).parameters) == list(
-        inspect.signature(Retry).parameters
-    )
+    assert list(inspect.signature(retry).parameters) == list(inspect.signature(Retry).parameters)
     assert isinstance(retry(), Retry)

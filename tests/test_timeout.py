@@ -31,7 +31,8 @@ def test_timeout_scopes_a_deadline_on_its_clock() -> None:
         assert current_deadline() == 102.0 == deadline.at
         clock.advance(0.5)
         assert remaining() == 1.5
-    assert remaining() is None and current_deadline() is None
+    assert remaining() is None
+    assert current_deadline() is None
 
 
 def test_nested_deadlines_earliest_wins() -> None:
@@ -47,7 +48,8 @@ def test_nested_deadlines_earliest_wins() -> None:
 def test_nested_deadlines_on_different_clocks_compare_time_left() -> None:
     with timeout(0.5, clock=FakeClock(1000.0)), timeout(60.0):
         left = remaining()
-        assert left is not None and left <= 0.5
+        assert left is not None
+        assert left <= 0.5
     with timeout(60.0), timeout(0.5, clock=FakeClock(1000.0)):
         assert remaining() == 0.5
 
@@ -148,16 +150,14 @@ async def test_async_timeout_cancels_the_work_and_raises_deadline_exceeded(
 ) -> None:
     clock = FakeClock()
     finished = False
-    with pytest.raises(DeadlineExceeded) as info:
+    with pytest.raises(DeadlineExceeded) as info:  # noqa: PT012
         async with timeout(1.0, clock=clock, name="fetch"):
             await clock.asleep(5.0)
             await anyio.sleep_forever()
             finished = True
     assert not finished
     assert info.value.timeout == 1.0
-    assert [(type(e), e.name, e.timeout) for e in events] == [
-        (DeadlineExceededEvent, "fetch", 1.0)
-    ]
+    assert [(type(e), e.name, e.timeout) for e in events] == [(DeadlineExceededEvent, "fetch", 1.0)]
     assert remaining() is None
 
 
@@ -199,7 +199,7 @@ async def test_outer_cancellation_propagates_unchanged() -> None:
 async def test_inner_timeout_fires_first_and_outer_code_goes_on() -> None:
     clock = FakeClock()
     async with timeout(10.0, clock=clock):
-        with pytest.raises(DeadlineExceeded) as info:
+        with pytest.raises(DeadlineExceeded) as info:  # noqa: PT012
             async with timeout(1.0, clock=clock):
                 await clock.asleep(2.0)
                 await anyio.sleep_forever()
@@ -211,12 +211,11 @@ async def test_inner_timeout_fires_first_and_outer_code_goes_on() -> None:
 async def test_outer_timeout_firing_inside_an_inner_one_is_the_outers() -> None:
     clock = FakeClock()
     outer = timeout(1.0, clock=clock, name="outer")
-    with pytest.raises(DeadlineExceeded) as info:
-        async with outer:
-            async with timeout(10.0, clock=clock):
-                assert remaining() == 1.0
-                await clock.asleep(2.0)
-                await anyio.sleep_forever()
+    with pytest.raises(DeadlineExceeded) as info:  # noqa: PT012
+        async with outer, timeout(10.0, clock=clock):
+            assert remaining() == 1.0
+            await clock.asleep(2.0)
+            await anyio.sleep_forever()
     assert info.value.timeout == 1.0
 
 
@@ -272,7 +271,7 @@ async def test_cancel_scope_driver_used_on_python_3_10_cancels_too(
 
     monkeypatch.setattr(resilient._timeout, "_UNCANCEL", False)
     clock = FakeClock()
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceeded):  # noqa: PT012
         async with timeout(1.0, clock=clock):
             await clock.asleep(2.0)
             await anyio.sleep_forever()

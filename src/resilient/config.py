@@ -19,23 +19,45 @@ raises `pydantic.ValidationError` whose ``loc`` is the path to the field, e.g.
 
 from __future__ import annotations
 
+import builtins
+import importlib
 import json
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, RootModel
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    model_validator,
+)
 
+from ._backoff import Backoff
+from ._budget import RetryBudget
 from ._policy import Pipeline, Policy
+from ._retry import Retry
+from ._timeout import Timeout
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["PIPELINE_ORDER", "PipelineConfig", "PolicyConfig", "load_policies"]
+__all__ = [
+    "PIPELINE_ORDER",
+    "BackoffConfig",
+    "PipelineConfig",
+    "PolicyConfig",
+    "RetryBudgetConfig",
+    "RetryConfig",
+    "TimeoutConfig",
+    "load_policies",
+]
 
 
 class PolicyConfig(BaseModel):
@@ -46,6 +68,124 @@ class PolicyConfig(BaseModel):
     def build(self, name: str) -> Policy:
         """Build the policy; ``name`` is the pipeline's key, used as the policy's name."""
         raise NotImplementedError
+
+
+def _exception_type(value: object) -> object:
+    """Resolve ``"module.Name"`` (or a builtin such as ``"TimeoutError"``) to the class."""
+    if not isinstance(value, str):
+        return value
+    module_name, _, attribute = value.rpartition(".")
+    try:
+        found = getattr(
+            importlib.import_module(module_name) if module_name else builtins, attribute
+        )
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot import the exception {value!r}: {exc}") from None
+    if not (isinstance(found, type) and issubclass(found, BaseException)):
+        raise ValueError(f"{value!r} is not an exception class")
+    return found
+
+
+_ExceptionType = Annotated[type[BaseException], BeforeValidator(_exception_type)]
+_Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class BackoffConfig(BaseModel):
+    """A `Backoff`: ``{"kind": "exponential", "initial": 0.1, "maximum": 10.0, ...}``.
+
+    ``kind`` is ``"exponential"`` (default; ``initial``, ``maximum``, ``multiplier``),
+    ``"constant"`` (``delay``) or ``"linear"`` (``initial``, ``step``, ``maximum``); ``jitter`` is
+    ``"full"``, ``"equal"``, ``"decorrelated"`` or ``"none"`` (default ``"full"`` for
+    exponential, ``"none"`` otherwise).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["exponential", "constant", "linear"] = "exponential"
+    initial: _Seconds = 0.1
+    maximum: _Seconds = 10.0
+    multiplier: Annotated[float, Field(ge=1.0, allow_inf_nan=False)] = 2.0
+    step: _Seconds = 0.1
+    delay: _Seconds = 0.1
+    jitter: Literal["full", "equal", "decorrelated", "none"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BackoffConfig:
+        self.build()  # cross-field rules (maximum >= initial) raise ValueError here
+        return self
+
+    def build(self) -> Backoff:
+        """The `Backoff` this section describes."""
+        if self.kind == "constant":
+            return Backoff.constant(self.delay, jitter=self.jitter or "none")
+        if self.kind == "linear":
+            return Backoff.linear(
+                self.initial, self.step, self.maximum, jitter=self.jitter or "none"
+            )
+        return Backoff.exponential(
+            self.initial, self.maximum, self.multiplier, self.jitter or "full"
+        )
+
+
+class RetryBudgetConfig(BaseModel):
+    """A `RetryBudget` for one pipeline (budgets are not shared between pipelines)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ratio: _Seconds = 0.2
+    minimum_per_second: _Seconds = 10.0
+    window: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 10.0
+
+
+class RetryConfig(PolicyConfig):
+    """The ``retry`` section: the keyword arguments of `Retry` that configuration can hold.
+
+    ``on`` is a list of exception classes by dotted name (``"httpx.TransportError"``), or bare
+    builtin names (``"TimeoutError"``), imported when the configuration is loaded; a name that
+    does not import is an error at ``(..., "retry", "on", index)``. ``on_result`` and ``clock``
+    are code, not configuration.
+    """
+
+    on: tuple[_ExceptionType, ...] | None = None
+    attempts: Annotated[int, Field(ge=1)] | None = 3
+    backoff: BackoffConfig | None = None
+    max_elapsed: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    retry_after: bool = True
+    max_delay_hint: _Seconds = 60.0
+    budget: RetryBudgetConfig | None = None
+
+    def build(self, name: str) -> Policy:
+        """A `Retry` named after the pipeline."""
+        budget = self.budget
+        return Retry(
+            on=self.on if self.on else Exception,
+            attempts=self.attempts,
+            backoff=self.backoff.build() if self.backoff is not None else None,
+            max_elapsed=self.max_elapsed,
+            retry_after=self.retry_after,
+            max_delay_hint=self.max_delay_hint,
+            budget=RetryBudget(budget.ratio, budget.minimum_per_second, budget.window)
+            if budget is not None
+            else None,
+            name=name,
+        )
+
+
+class TimeoutConfig(PolicyConfig):
+    """The ``timeout`` and ``attempt_timeout`` sections: ``2.5`` or ``{"seconds": 2.5}``."""
+
+    seconds: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, data: Any) -> Any:
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"seconds": data}
+        return data
+
+    def build(self, name: str) -> Policy:
+        """A `Timeout` named after the pipeline."""
+        return Timeout(self.seconds, name=name)
 
 
 class _Section(Protocol):
@@ -70,6 +210,10 @@ class PipelineConfig(BaseModel):
     """The sections of one named pipeline; each is optional."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout: TimeoutConfig | None = None
+    retry: RetryConfig | None = None
+    attempt_timeout: TimeoutConfig | None = None
 
     def build(self, name: str) -> Pipeline:
         """Build the pipeline, sections nested in `PIPELINE_ORDER`."""
