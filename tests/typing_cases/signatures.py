@@ -60,3 +60,39 @@ async def check() -> None:
     assert_type(Service().sync_method(1), bytes)
     assert_type(pipeline.call(sync_function, 1, y="b"), float)
     assert_type(await pipeline.acall(async_function, 2), int)
+
+
+@resilient.retry(on=ConnectionError, attempts=3)
+def retried(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@resilient.retry(backoff=resilient.Backoff.exponential(0.1, 1.0))
+async def aretried(x: int) -> int:
+    return x
+
+
+@resilient.timeout(1.0)
+def timed(x: int) -> str:
+    return str(x)
+
+
+@resilient.timeout(1.0)
+async def atimed(x: int) -> bytes:
+    return b"x" * x
+
+
+async def check_retry_and_timeout() -> None:
+    assert_type(retried(1, y="a"), float)
+    assert_type(await aretried(1), int)
+    assert_type(timed(1), str)
+    assert_type(await atimed(1), bytes)
+    takes_callable(retried)
+    takes_async_callable(aretried)
+    assert_type(resilient.retry(), resilient.Retry)
+    assert_type(resilient.timeout(2.0), resilient.Timeout)
+    async with resilient.timeout(2.0) as deadline:
+        assert_type(deadline.remaining(), float)
+    for attempt in resilient.Retry().attempts():
+        with attempt:
+            assert_type(attempt.number, int)
