@@ -261,6 +261,11 @@ class Timeout(Policy):
         tb: TracebackType | None,
     ) -> bool:
         entry: Any = _current.get()
+        if entry.handle is not None and entry.scope is None and not entry.fired:
+            # The common case on asyncio: finished in time. Kept inline, it is the hot path.
+            _current.reset(entry.token)
+            entry.handle.cancel()
+            return False
         return self._exit_async(entry, exc_type, exc, tb, None)
 
     # -- calls ----------------------------------------------------------------------------------
