@@ -508,3 +508,24 @@ def test_retry_and_Retry_take_the_same_arguments() -> None:
 
     assert list(inspect.signature(retry).parameters) == list(inspect.signature(Retry).parameters)
     assert isinstance(retry(), Retry)
+
+
+async def test_async_attempt_timeouts_are_cancelled_and_retried() -> None:
+    clock = FakeClock()
+    started = 0
+
+    async def hang() -> None:
+        nonlocal started
+        started += 1
+        await clock.asleep(2.0)
+        await anyio.sleep_forever()
+
+    pipeline = Pipeline(
+        retry(attempts=3, backoff=NO_JITTER, clock=clock),
+        resilient.timeout(1.0, clock=clock),
+    )
+    with pytest.raises(DeadlineExceeded) as info:
+        await pipeline.acall(hang)
+    assert started == 3
+    assert info.value.timeout == 1.0
+    assert clock.sleeps.count(1.0) == 1  # the retry's first backoff
