@@ -8,6 +8,9 @@ a context manager. `Pipeline` composes policies, outermost first.
 
 from __future__ import annotations
 
+from ._adaptive import AdaptiveBulkhead
+from ._bulkhead import Bulkhead
+from ._circuit_breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
 from ._deadline import current_deadline, remaining
 from ._errors import (
     BulkheadFullError,
@@ -25,8 +28,13 @@ from ._errors import (
 from ._policy import Pipeline, Policy
 
 __all__ = [
+    "AdaptiveBulkhead",
+    "Bulkhead",
     "BulkheadFullError",
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
+    "CountWindow",
     "DeadlineExceeded",
     "IdempotencyError",
     "IdempotencyInProgress",
@@ -38,6 +46,7 @@ __all__ = [
     "ResilientError",
     "RetryBudgetExhausted",
     "StoreUnavailable",
+    "TimeWindow",
     "current_deadline",
     "remaining",
 ]
