@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -129,10 +130,8 @@ def test_threads_never_exceed_max_concurrent_nor_lose_a_slot() -> None:
 
     def worker(n: int) -> None:
         for i in range(20):
-            try:
+            with contextlib.suppress(Boom):
                 bulkhead.call(work, n + i)
-            except Boom:
-                pass
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
     for thread in threads:
@@ -159,10 +158,8 @@ async def test_tasks_never_exceed_max_concurrent_nor_lose_a_slot_when_cancelled(
             current -= 1
 
     async def worker(i: int) -> None:
-        try:
+        with contextlib.suppress(Boom):
             await bulkhead.acall(work, i)
-        except Boom:
-            pass
 
     async with anyio.create_task_group() as tg:
         for i in range(200):
