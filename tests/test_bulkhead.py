@@ -186,16 +186,14 @@ async def test_a_release_racing_with_a_cancelled_waiter_passes_the_slot_on() -> 
             got.append("second")
 
     async with anyio.create_task_group() as tg:
-        with anyio.CancelScope() as scope:
-            tg.start_soon(bulkhead.acall, anyio.sleep_forever)  # first waiter, cancelled below
-            await anyio.wait_all_tasks_blocked()
-            tg.start_soon(second)
-            await anyio.wait_all_tasks_blocked()
-            assert bulkhead.waiting == 2
-            # release (granting the first waiter) and cancel it before it can run
-            bulkhead._release()
-            tg.cancel_scope.cancel()
-        assert scope is not None
+        tg.start_soon(bulkhead.acall, anyio.sleep_forever)  # the first waiter, cancelled below
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(second)
+        await anyio.wait_all_tasks_blocked()
+        assert bulkhead.waiting == 2
+        # the release grants the first waiter its slot; it is cancelled before it can run
+        bulkhead._release()
+        tg.cancel_scope.cancel()
     async with bulkhead:
         pass
     assert (bulkhead.in_use, bulkhead.waiting) == (0, 0)
