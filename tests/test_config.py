@@ -55,3 +55,41 @@ def test_pipeline_order_puts_fallback_outermost_and_bulkheads_innermost() -> Non
     assert PIPELINE_ORDER.index("timeout") < PIPELINE_ORDER.index("retry")
     assert PIPELINE_ORDER.index("retry") < PIPELINE_ORDER.index("circuit_breaker")
     assert PIPELINE_ORDER[-1] == "adaptive_bulkhead"
+
+
+def test_circuit_breaker_and_bulkhead_sections_build_their_policies() -> None:
+    from resilient import AdaptiveBulkhead, Bulkhead, CircuitBreaker, TimeWindow
+
+    pipeline = load_policies(
+        {
+            "payments": {
+                "adaptive_bulkhead": {"initial": 5, "algorithm": "gradient"},
+                "bulkhead": {"max_concurrent": 4, "max_waiting": 2, "max_wait": 0.5},
+                "circuit_breaker": {
+                    "failure_rate": 0.25,
+                    "window": {"seconds": 30},
+                    "minimum_calls": 20,
+                    "half_open_calls": 3,
+                },
+            }
+        }
+    )["payments"]
+    breaker, bulkhead, adaptive = pipeline.policies
+    assert isinstance(breaker, CircuitBreaker)
+    assert breaker.name == "payments"
+    assert isinstance(breaker._backend._window, TimeWindow)  # type: ignore[attr-defined]
+    assert isinstance(bulkhead, Bulkhead)
+    assert (bulkhead.max_concurrent, bulkhead.max_waiting, bulkhead.name) == (4, 2, "payments")
+    assert isinstance(adaptive, AdaptiveBulkhead)
+    assert adaptive.limit == 5
+
+
+def test_bad_breaker_and_bulkhead_values_name_the_field() -> None:
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_policies({"p": {"circuit_breaker": {"failure_rate": 1.5}}})
+    assert info.value.errors()[0]["loc"] == ("p", "circuit_breaker", "failure_rate")
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_policies({"p": {"bulkhead": {"max_concurrent": 0}}})
+    assert info.value.errors()[0]["loc"] == ("p", "bulkhead", "max_concurrent")
+    with pytest.raises(pydantic.ValidationError):
+        load_policies({"p": {"adaptive_bulkhead": {"minimum": 5, "maximum": 2}}})

@@ -8,8 +8,11 @@ a context manager. `Pipeline` composes policies, outermost first.
 
 from __future__ import annotations
 
+from ._adaptive import AdaptiveBulkhead
 from ._backoff import Backoff
 from ._budget import RetryBudget
+from ._bulkhead import Bulkhead
+from ._circuit_breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
 from ._deadline import current_deadline, remaining
 from ._errors import (
     BulkheadFullError,
@@ -29,9 +32,14 @@ from ._retry import Retry, retry
 from ._timeout import Timeout, timeout
 
 __all__ = [
+    "AdaptiveBulkhead",
     "Backoff",
+    "Bulkhead",
     "BulkheadFullError",
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
+    "CountWindow",
     "DeadlineExceeded",
     "IdempotencyError",
     "IdempotencyInProgress",
@@ -45,6 +53,7 @@ __all__ = [
     "RetryBudget",
     "RetryBudgetExhausted",
     "StoreUnavailable",
+    "TimeWindow",
     "Timeout",
     "current_deadline",
     "remaining",

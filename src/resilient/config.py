@@ -37,8 +37,11 @@ from pydantic import (
     model_validator,
 )
 
+from ._adaptive import AdaptiveBulkhead
 from ._backoff import Backoff
 from ._budget import RetryBudget
+from ._bulkhead import Bulkhead
+from ._circuit_breaker import CircuitBreaker, CountWindow, TimeWindow
 from ._policy import Pipeline, Policy
 from ._retry import Retry
 from ._timeout import Timeout
@@ -50,11 +53,16 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "PIPELINE_ORDER",
+    "AdaptiveBulkheadConfig",
     "BackoffConfig",
+    "BulkheadConfig",
+    "CircuitBreakerConfig",
+    "CountWindowConfig",
     "PipelineConfig",
     "PolicyConfig",
     "RetryBudgetConfig",
     "RetryConfig",
+    "TimeWindowConfig",
     "TimeoutConfig",
     "load_policies",
 ]
@@ -171,6 +179,113 @@ class RetryConfig(PolicyConfig):
         )
 
 
+class CountWindowConfig(BaseModel):
+    """A `CountWindow`: ``{"size": 100}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(default=100, ge=1)
+
+
+class TimeWindowConfig(BaseModel):
+    """A `TimeWindow`: ``{"seconds": 30, "buckets": 10}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seconds: float = Field(gt=0)
+    buckets: int = Field(default=10, ge=1)
+
+
+class CircuitBreakerConfig(PolicyConfig):
+    """The ``circuit_breaker`` section: the keyword arguments of `CircuitBreaker`.
+
+    ``window`` is ``{"size": N}`` for a count window or ``{"seconds": S, "buckets": B}`` for a
+    time window. ``open_for`` is seconds. ``failure_on``, ``ignore`` and ``failure_result``
+    take Python objects and are not configurable from files.
+    """
+
+    failure_rate: float | None = Field(default=0.5, gt=0, le=1)
+    slow_call_rate: float | None = Field(default=None, gt=0, le=1)
+    slow_call_duration: float | None = Field(default=None, gt=0)
+    consecutive_failures: int | None = Field(default=None, ge=1)
+    window: CountWindowConfig | TimeWindowConfig = Field(default_factory=CountWindowConfig)
+    minimum_calls: int = Field(default=10, ge=1)
+    open_for: float = Field(default=30.0, ge=0)
+    half_open_calls: int = Field(default=1, ge=1)
+
+    def build(self, name: str) -> CircuitBreaker:
+        """Build the breaker, named after the pipeline."""
+        window = self.window
+        return CircuitBreaker(
+            name,
+            failure_rate=self.failure_rate,
+            slow_call_rate=self.slow_call_rate,
+            slow_call_duration=self.slow_call_duration,
+            consecutive_failures=self.consecutive_failures,
+            window=CountWindow(window.size)
+            if isinstance(window, CountWindowConfig)
+            else TimeWindow(window.seconds, window.buckets),
+            minimum_calls=self.minimum_calls,
+            open_for=self.open_for,
+            half_open_calls=self.half_open_calls,
+        )
+
+
+class BulkheadConfig(PolicyConfig):
+    """The ``bulkhead`` section: the arguments of `Bulkhead`."""
+
+    max_concurrent: int = Field(ge=1)
+    max_waiting: int = Field(default=0, ge=0)
+    max_wait: float | None = Field(default=None, ge=0)
+
+    def build(self, name: str) -> Bulkhead:
+        """Build the bulkhead, named after the pipeline."""
+        return Bulkhead(
+            self.max_concurrent, max_waiting=self.max_waiting, max_wait=self.max_wait, name=name
+        )
+
+
+class AdaptiveBulkheadConfig(PolicyConfig):
+    """The ``adaptive_bulkhead`` section: the arguments of `AdaptiveBulkhead`."""
+
+    initial: int = Field(default=20, ge=1)
+    minimum: int = Field(default=1, ge=1)
+    maximum: int = Field(default=200, ge=1)
+    algorithm: Literal["aimd", "gradient"] = "aimd"
+    latency_threshold: float = Field(default=5.0, gt=0)
+    backoff_ratio: float = Field(default=0.9, gt=0, lt=1)
+    tolerance: float = Field(default=1.5, ge=1)
+    smoothing: float = Field(default=0.2, gt=0, lt=1)
+    long_window: int = Field(default=600, ge=1)
+    max_waiting: int = Field(default=0, ge=0)
+    max_wait: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> AdaptiveBulkheadConfig:
+        if self.maximum < self.minimum:
+            raise ValueError(f"maximum must be >= minimum ({self.minimum})")
+        if not self.minimum <= self.initial <= self.maximum:
+            raise ValueError(f"initial must be between {self.minimum} and {self.maximum}")
+        return self
+
+    def build(self, name: str) -> AdaptiveBulkhead:
+        """Build the adaptive bulkhead, named after the pipeline."""
+        return AdaptiveBulkhead(
+            self.initial,
+            self.minimum,
+            self.maximum,
+            self.algorithm,
+            latency_threshold=self.latency_threshold,
+            backoff_ratio=self.backoff_ratio,
+            tolerance=self.tolerance,
+            smoothing=self.smoothing,
+            long_window=self.long_window,
+            max_waiting=self.max_waiting,
+            max_wait=self.max_wait,
+            name=name,
+        )
+
+
 class TimeoutConfig(PolicyConfig):
     """The ``timeout`` and ``attempt_timeout`` sections: ``2.5`` or ``{"seconds": 2.5}``."""
 
@@ -214,6 +329,9 @@ class PipelineConfig(BaseModel):
     timeout: TimeoutConfig | None = None
     retry: RetryConfig | None = None
     attempt_timeout: TimeoutConfig | None = None
+    circuit_breaker: CircuitBreakerConfig | None = None
+    bulkhead: BulkheadConfig | None = None
+    adaptive_bulkhead: AdaptiveBulkheadConfig | None = None
 
     def build(self, name: str) -> Pipeline:
         """Build the pipeline, sections nested in `PIPELINE_ORDER`."""

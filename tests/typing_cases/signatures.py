@@ -96,3 +96,49 @@ async def check_retry_and_timeout() -> None:
     for attempt in resilient.Retry().attempts():
         with attempt:
             assert_type(attempt.number, int)
+
+
+breaker = resilient.CircuitBreaker("typing")
+bulkhead = resilient.Bulkhead(2)
+adaptive = resilient.AdaptiveBulkhead()
+
+
+@breaker
+def guarded(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@breaker
+async def aguarded(x: int) -> str:
+    return str(x)
+
+
+@bulkhead
+def limited(x: int) -> bytes:
+    return b"x" * x
+
+
+@bulkhead
+async def alimited(x: int) -> int:
+    return x
+
+
+@adaptive
+async def adapted(x: int) -> list[int]:
+    return [x]
+
+
+async def check_breaker_and_bulkheads() -> None:
+    assert_type(guarded(1, y="a"), float)
+    assert_type(await aguarded(1), str)
+    assert_type(limited(2), bytes)
+    assert_type(await alimited(3), int)
+    assert_type(await adapted(4), list[int])
+    assert_type(breaker.call(guarded, 1), float)
+    assert_type(await bulkhead.acall(alimited, 1), int)
+    assert_type(breaker.state, resilient.CircuitState)
+    assert_type(adaptive.limit, int)
+    with breaker, bulkhead:
+        pass
+    async with breaker, adaptive:
+        pass

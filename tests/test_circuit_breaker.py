@@ -1,0 +1,559 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Iterator
+
+import anyio
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from resilient import CircuitBreaker, CircuitOpenError, CircuitState, CountWindow, TimeWindow
+from resilient._events import CallRejected, CircuitStateChanged, Event, subscribe, unsubscribe
+from resilient.testing import FakeClock
+
+
+class Boom(Exception):
+    pass
+
+
+class ClientError(Exception):
+    pass
+
+
+def fail() -> None:
+    raise Boom
+
+
+def ok() -> int:
+    return 1
+
+
+def trip(breaker: CircuitBreaker, n: int) -> None:
+    for _ in range(n):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+
+
+def test_failure_rate_opens_once_minimum_calls_are_in_the_window() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", failure_rate=0.5, minimum_calls=4, clock=clock)
+    trip(breaker, 3)
+    assert breaker.state is CircuitState.CLOSED
+    trip(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_open_breaker_rejects_with_seconds_until_a_trial() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("pay", minimum_calls=1, open_for=15.0, clock=clock)
+    trip(breaker, 1)
+    clock.advance(5)
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(ok)
+    assert info.value.name == "pay"
+    assert info.value.retry_after == pytest.approx(10.0)
+
+
+def test_all_trials_succeeding_closes_with_a_fresh_window() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", minimum_calls=2, open_for=1, half_open_calls=2, clock=clock)
+    trip(breaker, 2)
+    clock.advance(1)
+    assert breaker.call(ok) == 1
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.call(ok) == 1
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.metrics().calls == 0
+
+
+def test_a_failed_trial_opens_again() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", minimum_calls=1, open_for=1, half_open_calls=2, clock=clock)
+    trip(breaker, 1)
+    clock.advance(1)
+    breaker.call(ok)
+    trip(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_slow_calls_trip_the_slow_call_rate() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "b", slow_call_rate=0.5, slow_call_duration=1.0, minimum_calls=2, clock=clock
+    )
+    breaker.call(clock.sleep, 2.0)
+    assert breaker.state is CircuitState.CLOSED
+    breaker.call(clock.sleep, 3.0)
+    metrics = breaker.metrics()
+    assert metrics.state is CircuitState.OPEN
+    assert metrics.slow_calls == 2
+    assert metrics.slow_call_rate == 1.0
+
+
+def test_consecutive_failures_trip_the_classic_way() -> None:
+    breaker = CircuitBreaker(
+        "b", failure_rate=None, consecutive_failures=3, clock=FakeClock(), minimum_calls=100
+    )
+    trip(breaker, 2)
+    breaker.call(ok)
+    trip(breaker, 2)
+    assert breaker.state is CircuitState.CLOSED
+    trip(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_count_window_forgets_the_oldest_calls() -> None:
+    breaker = CircuitBreaker("b", window=CountWindow(4), minimum_calls=4, clock=FakeClock())
+    trip(breaker, 1)
+    for _ in range(4):
+        breaker.call(ok)
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures) == (4, 0)
+
+
+def test_time_window_forgets_calls_older_than_its_length() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "b", window=TimeWindow(10, buckets=10), minimum_calls=3, failure_rate=0.5, clock=clock
+    )
+    trip(breaker, 2)
+    clock.advance(10)
+    assert breaker.metrics().calls == 0
+    breaker.call(ok)
+    breaker.call(ok)
+    trip(breaker, 1)  # 1 failure in 3: below the rate; the old failures are gone
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_backoff_open_for_waits_longer_on_each_reopening() -> None:
+    class Doubling:
+        def delays(self) -> Iterator[float]:
+            delay = 1.0
+            while True:
+                yield delay
+                delay *= 2
+
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", minimum_calls=1, open_for=Doubling(), clock=clock)
+    trip(breaker, 1)
+    for expected in (1.0, 2.0, 4.0):
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(ok)
+        assert info.value.retry_after == expected
+        clock.advance(expected)
+        trip(breaker, 1)  # the trial fails
+    clock.advance(8.0)
+    breaker.call(ok)
+    trip(breaker, 1)
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(ok)
+    assert info.value.retry_after == 1.0  # closing started the backoff over
+
+
+def test_ignored_exceptions_and_non_matching_ones_do_not_count_as_failures() -> None:
+    breaker = CircuitBreaker(
+        "b", minimum_calls=1, failure_on=Boom, ignore=ClientError, clock=FakeClock()
+    )
+    with pytest.raises(ClientError):
+        breaker.call(lambda: (_ for _ in ()).throw(ClientError()))
+    assert breaker.metrics().calls == 0
+    with pytest.raises(KeyError):
+        breaker.call(lambda: {}["x"])
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures, metrics.state) == (1, 0, CircuitState.CLOSED)
+
+
+def test_failure_on_predicate_and_failure_result() -> None:
+    breaker = CircuitBreaker(
+        "b",
+        minimum_calls=3,
+        failure_rate=0.6,
+        failure_on=lambda exc: "bad" in str(exc),
+        failure_result=lambda result: result is None,
+        clock=FakeClock(),
+    )
+    with pytest.raises(ValueError, match="fine"):
+        breaker.call(lambda: (_ for _ in ()).throw(ValueError("fine")))
+    assert breaker.call(lambda: None) is None
+    assert breaker.metrics().failures == 1
+    with pytest.raises(ValueError, match="bad"):
+        breaker.call(lambda: (_ for _ in ()).throw(ValueError("bad")))
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_operator_states() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", minimum_calls=1, clock=clock)
+    breaker.force_open()
+    assert breaker.state is CircuitState.FORCED_OPEN
+    clock.advance(1000)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    breaker.disable()
+    trip(breaker, 5)
+    assert breaker.state is CircuitState.DISABLED
+    assert breaker.metrics().calls == 0
+    breaker.reset()
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.call(ok) == 1
+
+
+def test_state_changes_and_rejections_emit_events() -> None:
+    events: list[Event] = []
+    subscribe(events.append)
+    try:
+        clock = FakeClock()
+        breaker = CircuitBreaker("ev", minimum_calls=1, open_for=1, clock=clock)
+        trip(breaker, 1)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(ok)
+        clock.advance(1)
+        breaker.call(ok)
+    finally:
+        unsubscribe(events.append)
+    changes = [(e.old, e.new) for e in events if isinstance(e, CircuitStateChanged)]
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    rejected = [e for e in events if isinstance(e, CallRejected)]
+    assert rejected[0].name == "ev"
+    assert rejected[0].retry_after == 1.0
+
+
+def test_context_manager_counts_the_block() -> None:
+    breaker = CircuitBreaker("b", minimum_calls=1, clock=FakeClock())
+    with breaker:
+        pass
+    with pytest.raises(Boom), breaker:
+        raise Boom
+    assert breaker.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError), breaker:
+        pass
+
+
+def test_keyboard_interrupt_gives_the_trial_slot_back() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", minimum_calls=1, open_for=1, clock=clock)
+    trip(breaker, 1)
+    clock.advance(1)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        breaker.call(interrupt)
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.call(ok) == 1
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_decorator_keeps_metadata_and_counts() -> None:
+    breaker = CircuitBreaker("b", minimum_calls=1, clock=FakeClock())
+
+    @breaker
+    def add(x: int, y: int = 1) -> int:
+        """Add."""
+        return x + y
+
+    assert add(1, y=2) == 3
+    assert add.__name__ == "add"
+    assert breaker.metrics().calls == 1
+
+
+async def test_async_call_and_async_with() -> None:
+    breaker = CircuitBreaker("b", minimum_calls=2, clock=FakeClock())
+
+    @breaker
+    async def work() -> int:
+        await anyio.lowlevel.checkpoint()
+        return 2
+
+    assert await work() == 2
+    async with breaker:
+        await anyio.lowlevel.checkpoint()
+    assert breaker.metrics().calls == 2
+
+
+async def test_cancellation_counts_neither_way_and_releases_the_trial() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", minimum_calls=1, open_for=1, clock=clock)
+    trip(breaker, 1)
+    clock.advance(1)
+    with anyio.move_on_after(0.01):
+        await breaker.acall(anyio.sleep, 10)
+    assert breaker.state is CircuitState.HALF_OPEN
+    await breaker.acall(anyio.lowlevel.checkpoint)
+    assert breaker.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"failure_rate": 1.5}, "failure_rate"),
+        ({"failure_rate": 0.0}, "failure_rate"),
+        ({"failure_rate": -0.1}, "failure_rate"),
+        ({"slow_call_rate": 2.0, "slow_call_duration": 1.0}, "slow_call_rate"),
+        ({"minimum_calls": 0}, "minimum_calls"),
+        ({"half_open_calls": 0}, "half_open_calls"),
+        ({"consecutive_failures": 0}, "consecutive_failures"),
+        ({"open_for": -1.0}, "open_for"),
+        ({"slow_call_rate": 0.5}, "slow_call_duration"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, argument: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        CircuitBreaker("b", **kwargs)
+
+
+def test_bad_window_arguments_raise_value_error_naming_them() -> None:
+    with pytest.raises(ValueError, match="size"):
+        CountWindow(0)
+    with pytest.raises(ValueError, match="seconds"):
+        TimeWindow(0)
+    with pytest.raises(ValueError, match="buckets"):
+        TimeWindow(10, buckets=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exactly half_open_calls trials under contention
+
+
+def _half_open(half_open_calls: int) -> tuple[CircuitBreaker, FakeClock]:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "b", minimum_calls=1, open_for=1, half_open_calls=half_open_calls, clock=clock
+    )
+    trip(breaker, 1)
+    clock.advance(1)
+    return breaker, clock
+
+
+@pytest.mark.parametrize("half_open_calls", [1, 3])
+def test_threads_hitting_a_half_open_breaker_run_exactly_half_open_calls_trials(
+    half_open_calls: int,
+) -> None:
+    breaker, _ = _half_open(half_open_calls)
+    barrier = threading.Barrier(16)
+    release = threading.Event()
+    ran: list[int] = []
+    rejected: list[int] = []
+
+    def trial() -> None:
+        ran.append(1)
+        release.wait(5)
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            breaker.call(trial)
+        except CircuitOpenError:
+            rejected.append(1)
+        if len(rejected) == 16 - half_open_calls:
+            release.set()
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(ran) == half_open_calls
+    assert len(rejected) == 16 - half_open_calls
+    assert breaker.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("half_open_calls", [1, 4])
+async def test_tasks_hitting_a_half_open_breaker_run_exactly_half_open_calls_trials(
+    half_open_calls: int,
+) -> None:
+    breaker, _ = _half_open(half_open_calls)
+    ran = 0
+    rejected = 0
+    release = anyio.Event()
+
+    async def trial() -> None:
+        nonlocal ran
+        ran += 1
+        await release.wait()
+
+    async def worker() -> None:
+        nonlocal rejected
+        try:
+            await breaker.acall(trial)
+        except CircuitOpenError:
+            rejected += 1
+            if rejected == 200 - half_open_calls:
+                release.set()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(worker)
+    assert ran == half_open_calls
+    assert rejected == 200 - half_open_calls
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_async_with_entered_by_many_tasks_keeps_each_entry_apart() -> None:
+    breaker = CircuitBreaker("b", minimum_calls=1, failure_rate=0.5, clock=FakeClock())
+
+    async def worker(i: int) -> None:
+        try:
+            async with breaker:
+                await anyio.sleep(0.001 * (i % 3))
+                if i == 0:
+                    raise Boom
+        except Boom:
+            pass
+
+    async with anyio.create_task_group() as tg:
+        for i in range(1, 50):
+            tg.start_soon(worker, i)
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures) == (49, 0)
+
+
+def test_asyncio_cancelled_error_is_not_a_failure() -> None:
+    breaker = CircuitBreaker("b", minimum_calls=1, clock=FakeClock())
+
+    def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        breaker.call(cancelled)
+    assert breaker.metrics().calls == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Stateful test against a reference model
+
+
+class Model:
+    """A direct transcription of the rules, with a list for the window."""
+
+    def __init__(self, size: int, minimum: int, rate: float, slow_rate: float, trials: int):
+        self.size, self.minimum, self.rate, self.slow_rate = size, minimum, rate, slow_rate
+        self.trials = trials
+        self.state = "closed"
+        self.window: deque[tuple[bool, bool]] = deque(maxlen=size)
+        self.open_until = 0.0
+        self.passed = 0
+
+    def poll(self, now: float) -> str:
+        if self.state == "open" and now >= self.open_until:
+            self.state = "half_open"
+            self.passed = 0
+        return self.state
+
+    def allowed(self, now: float) -> bool:
+        state = self.poll(now)
+        return state in ("closed", "half_open", "disabled")
+
+    def record(self, failed: bool, slow: bool, now: float, open_for: float) -> None:
+        if self.state == "closed":
+            self.window.append((failed, slow))
+            calls = len(self.window)
+            failures = sum(f for f, _ in self.window)
+            slows = sum(s for _, s in self.window)
+            if calls >= self.minimum and (
+                failures / calls >= self.rate or slows / calls >= self.slow_rate
+            ):
+                self.state = "open"
+                self.open_until = now + open_for
+        elif self.state == "half_open":
+            if failed or slow:
+                self.state = "open"
+                self.open_until = now + open_for
+            else:
+                self.passed += 1
+                if self.passed == self.trials:
+                    self.state = "closed"
+                    self.window.clear()
+
+
+OPEN_FOR = 5.0
+SLOW = 1.0
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    @initialize(
+        size=st.integers(1, 8),
+        minimum=st.integers(1, 8),
+        rate=st.sampled_from([0.25, 0.5, 1.0]),
+        slow_rate=st.sampled_from([0.5, 1.0]),
+        trials=st.integers(1, 3),
+    )
+    def setup(self, size: int, minimum: int, rate: float, slow_rate: float, trials: int) -> None:
+        self.clock = FakeClock()
+        self.breaker = CircuitBreaker(
+            "model",
+            window=CountWindow(size),
+            minimum_calls=minimum,
+            failure_rate=rate,
+            slow_call_rate=slow_rate,
+            slow_call_duration=SLOW,
+            open_for=OPEN_FOR,
+            half_open_calls=trials,
+            clock=self.clock,
+        )
+        self.model = Model(size, minimum, rate, slow_rate, trials)
+
+    @rule(failed=st.booleans(), slow=st.booleans())
+    def call(self, failed: bool, slow: bool) -> None:
+        now = self.clock.monotonic()
+        allowed = self.model.allowed(now)
+
+        def work() -> None:
+            if slow:
+                self.clock.advance(SLOW)
+            if failed:
+                raise Boom
+
+        try:
+            self.breaker.call(work)
+        except CircuitOpenError as exc:
+            assert not allowed
+            if self.model.state == "open":
+                assert exc.retry_after == pytest.approx(self.model.open_until - now)  # noqa: PT017
+            return
+        except Boom:
+            pass
+        assert allowed
+        if self.model.state != "disabled":
+            self.model.record(failed, slow, self.clock.monotonic(), OPEN_FOR)
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.5, 5.0, 10.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def force_open(self) -> None:
+        self.breaker.force_open()
+        self.model.state = "forced_open"
+
+    @rule()
+    def disable(self) -> None:
+        self.breaker.disable()
+        self.model.state = "disabled"
+
+    @rule()
+    def reset(self) -> None:
+        self.breaker.reset()
+        self.model.state = "closed"
+        self.model.window.clear()
+
+    @invariant()
+    def same_state_and_counts(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        expected = self.model.poll(self.clock.monotonic())
+        metrics = self.breaker.metrics()
+        assert metrics.state.value == expected
+        if expected == "closed":
+            assert metrics.calls == len(self.model.window)
+            assert metrics.failures == sum(f for f, _ in self.model.window)
+            assert metrics.slow_calls == sum(s for _, s in self.model.window)
+
+
+BreakerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
+test_breaker_matches_the_reference_model = BreakerMachine.TestCase
