@@ -23,11 +23,13 @@ from ._errors import (
     StoreUnavailable,
 )
 from ._policy import Pipeline, Policy
+from ._rate_limit import Decision, SlidingWindow, TokenBucket
 
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
     "DeadlineExceeded",
+    "Decision",
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyReused",
@@ -37,7 +39,9 @@ __all__ = [
     "Rejected",
     "ResilientError",
     "RetryBudgetExhausted",
+    "SlidingWindow",
     "StoreUnavailable",
+    "TokenBucket",
     "current_deadline",
     "remaining",
 ]
