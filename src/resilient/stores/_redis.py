@@ -303,14 +303,15 @@ class _RedisRateLimiter:
         return [self._key_head + key + self._key_tail], args
 
     def _decision(self, reply: Any) -> Decision:
+        allowed, remaining, retry_after, reset_after = reply.split()
         return _new(
             Decision,
             (
-                reply[0] == 1,
+                allowed == b"1" or allowed == "1",
                 self._limit,
-                int(reply[1]),
-                int(reply[2]) / TICKS_PER_SECOND,
-                int(reply[3]) / TICKS_PER_SECOND,
+                int(remaining),
+                int(retry_after) / TICKS_PER_SECOND,
+                int(reset_after) / TICKS_PER_SECOND,
             ),
         )
 
