@@ -526,3 +526,77 @@ def test_one_real_time_smoke_acquire_waits_for_a_token() -> None:
     limiter.acquire()
     decision = limiter.acquire(max_wait=1.0)
     assert decision.allowed
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_builds_either_limiter_by_kind() -> None:
+    from resilient.config import load_policies
+
+    pipelines = load_policies(
+        {
+            "api": {"rate_limiter": {"kind": "token_bucket", "rate": 5, "capacity": 10}},
+            "search": {
+                "rate_limiter": {
+                    "kind": "sliding_window",
+                    "limit": 100,
+                    "window": 60,
+                    "precise": True,
+                    "max_wait": None,
+                }
+            },
+        }
+    )
+    (bucket,) = pipelines["api"].policies
+    assert isinstance(bucket, TokenBucket)
+    assert (bucket.rate, bucket.capacity, bucket.name, bucket.max_wait) == (5.0, 10, "api", 0.0)
+    assert isinstance(bucket.store, MemoryStore)
+    (window,) = pipelines["search"].policies
+    assert isinstance(window, SlidingWindow)
+    assert (window.limit, window.window, window.precise, window.max_wait) == (100, 60.0, True, None)
+
+
+@pytest.mark.parametrize(
+    ("section", "loc"),
+    [
+        ({"kind": "token_bucket", "rate": 0, "capacity": 1}, ("token_bucket", "rate")),
+        ({"kind": "token_bucket", "rate": 1, "capacity": 0}, ("token_bucket", "capacity")),
+        ({"kind": "sliding_window", "limit": 1, "window": -1}, ("sliding_window", "window")),
+        (
+            {"kind": "sliding_window", "limit": 1, "window": 1, "rate": 2},
+            ("sliding_window", "rate"),
+        ),
+        ({"kind": "leaky", "rate": 1}, ()),
+        (
+            {"kind": "token_bucket", "rate": 1, "capacity": 1, "on_error": "x"},
+            ("token_bucket", "on_error"),
+        ),
+    ],
+)
+def test_config_errors_name_the_field_path(
+    section: dict[str, object], loc: tuple[str, ...]
+) -> None:
+    import pydantic
+
+    from resilient.config import load_policies
+
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_policies({"api": {"rate_limiter": section}})
+    assert info.value.errors()[0]["loc"] == ("api", "rate_limiter", *loc)
+
+
+def test_config_with_redis_url_shares_state_through_redis(redis_url: str) -> None:
+    from resilient.config import load_policies
+    from resilient.stores import RedisStore
+
+    section = {"kind": "token_bucket", "rate": 0.001, "capacity": 1, "redis_url": redis_url}
+    first = load_policies({"api": {"rate_limiter": section}})["api"].policies[0]
+    second = load_policies({"api": {"rate_limiter": section}})["api"].policies[0]
+    assert isinstance(first, TokenBucket)
+    assert isinstance(second, TokenBucket)
+    assert isinstance(first.store, RedisStore)
+    assert first.try_acquire("k")
+    assert not second.try_acquire("k")  # same name, same Redis: one limit

@@ -60,3 +60,34 @@ async def check() -> None:
     assert_type(Service().sync_method(1), bytes)
     assert_type(pipeline.call(sync_function, 1, y="b"), float)
     assert_type(await pipeline.acall(async_function, 2), int)
+
+
+limiter = resilient.TokenBucket(rate=10.0, capacity=20)
+window = resilient.SlidingWindow(limit=100, window=60.0)
+
+
+@limiter
+def limited(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@window
+async def alimited(x: int) -> str:
+    return str(x)
+
+
+@limiter.guard("search", cost=2, max_wait=0.5)
+def guarded(x: int) -> bytes:
+    return b"x" * x
+
+
+async def check_rate_limiters() -> None:
+    assert_type(limited(1, y="a"), float)
+    assert_type(await alimited(1), str)
+    assert_type(guarded(2), bytes)
+    assert_type(limiter.try_acquire("k"), resilient.Decision)
+    assert_type(await window.atry_acquire("k", cost=2), resilient.Decision)
+    assert_type(limiter.acquire(max_wait=1.0).retry_after, float)
+    assert_type(await window.aacquire("k"), resilient.Decision)
+    assert_type(limiter.call(limited, 1), float)
+    assert_type(await window.acall(alimited, 1), str)
