@@ -252,7 +252,8 @@ class RateLimiter(Policy):
     Not instantiated directly.
     """
 
-    __slots__ = ("_backend", "_clock", "_decide", "_limit", "max_wait", "name", "store")
+    # ``__dict__`` lets a store install a faster ``try_acquire`` on the instance (see _setup).
+    __slots__ = ("__dict__", "_backend", "_clock", "_decide", "_limit", "max_wait", "name", "store")
 
     kind = "rate_limiter"
     _limit: int
@@ -280,6 +281,12 @@ class RateLimiter(Policy):
         self.store = store
         self._backend = bind(self)
         self._decide = self._backend.decide
+        fast = getattr(self._backend, "try_acquire", None)
+        if fast is not None:
+            # The memory token bucket's closure does everything `try_acquire` does (argument
+            # check, decision, event); as an instance attribute it shadows the method, which
+            # saves a Python call on the hot path.
+            self.__dict__["try_acquire"] = fast
 
     # -- the parameters the stores read ----------------------------------------------------
 

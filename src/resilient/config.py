@@ -137,9 +137,7 @@ class SlidingWindowConfig(_RateLimiterBase):
 
 
 #: The ``rate_limiter`` section: a token bucket or a sliding window, told apart by ``kind``.
-RateLimiterConfig = Annotated[
-    TokenBucketConfig | SlidingWindowConfig, Field(discriminator="kind")
-]
+RateLimiterConfig = Annotated[TokenBucketConfig | SlidingWindowConfig, Field(discriminator="kind")]
 
 
 class PipelineConfig(BaseModel):

@@ -23,12 +23,15 @@ check them against the reference functions.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from .._clock import SYSTEM_CLOCK
+from .._events import HUB, RateLimited
 from .._rate_limit import TICKS_PER_SECOND, Decision, sliding_counter
 
 if TYPE_CHECKING:
@@ -154,13 +157,25 @@ class _Binding:
 
 
 class _GCRA(_Binding):
-    """`resilient._rate_limit.gcra` over a `MemoryStore`, with an allocation-free default key."""
+    """`resilient._rate_limit.gcra` over a `MemoryStore`, with an allocation-free default key.
 
-    __slots__ = ("_cell",)
+    ``decide`` is the plain decision; ``try_acquire`` is the same closure with the argument
+    check and the ``RateLimited`` event folded in, which the limiter installs as its own
+    ``try_acquire`` so that the hot path is a single Python call.
+    """
+
+    __slots__ = ("_cell", "try_acquire")
 
     def __init__(self, store: MemoryStore, limiter: RateLimiter) -> None:
         super().__init__(store, limiter)
-        self._cell = cell = [_NEVER]  # the global key's TAT
+        self._cell = [_NEVER]  # the global key's TAT
+        self.decide = self._build(store, limiter, public=False)
+        self.try_acquire = self._build(store, limiter, public=True)
+
+    def _build(
+        self, store: MemoryStore, limiter: RateLimiter, *, public: bool
+    ) -> Callable[[str, int], Decision]:
+        cell = self._cell
         interval, tolerance = limiter._params()
         capacity = self._limit
         lock = store._lock
@@ -170,19 +185,30 @@ class _GCRA(_Binding):
         get = data.get
         move_to_end = data.move_to_end
         insert = store._insert
-        monotonic = self._monotonic
-        seconds = TICKS_PER_SECOND
         binding = self
+        check_cost = limiter._check_cost
+        hub = HUB
+        kind = limiter.kind
+        name = limiter.name
+        micros = TICKS_PER_SECOND
+        one = 1
+        monotonic = self._monotonic
+        system = limiter.clock is SYSTEM_CLOCK
+        monotonic_ns = time.monotonic_ns
 
-        def decide(key: str = "", cost: int = 1) -> Decision:
-            now = round(monotonic() * 1_000_000)
+        def try_acquire(key: str = "", cost: int = 1) -> Decision:
+            if cost is one:
+                step = interval
+            else:
+                step = check_cost(cost) * interval
+            now = monotonic_ns() // 1000 if system else round(monotonic() * 1_000_000)
             if not key:
                 acquire()
                 try:
                     tat = cell[0]
                     if tat < now:
                         tat = now
-                    new_tat = tat + cost * interval
+                    new_tat = tat + step
                     backlog = new_tat - now
                     if backlog <= tolerance:
                         cell[0] = new_tat
@@ -193,7 +219,7 @@ class _GCRA(_Binding):
                                 capacity,
                                 (tolerance - backlog) // interval,
                                 0.0,
-                                backlog / seconds,
+                                backlog / micros,
                             ),
                         )
                 finally:
@@ -210,7 +236,7 @@ class _GCRA(_Binding):
                         tat = entry[0]
                         if tat < now:
                             tat = now
-                    new_tat = tat + cost * interval
+                    new_tat = tat + step
                     backlog = new_tat - now
                     if backlog <= tolerance:
                         if entry is None:
@@ -224,24 +250,33 @@ class _GCRA(_Binding):
                                 capacity,
                                 (tolerance - backlog) // interval,
                                 0.0,
-                                backlog / seconds,
+                                backlog / micros,
                             ),
                         )
                 finally:
                     release()
             backlog = tat - now
+            retry_after = (new_tat - tolerance - now) / micros
+            if public and hub.active:
+                hub.emit(RateLimited(kind, name, key, cost, retry_after))
             return _new(
                 Decision,
                 (
                     False,
                     capacity,
                     (tolerance - backlog) // interval if backlog <= tolerance else 0,
-                    (new_tat - tolerance - now) / seconds,
-                    backlog / seconds,
+                    retry_after,
+                    backlog / micros,
                 ),
             )
 
-        self.decide = decide
+        try_acquire.__doc__ = type(limiter).try_acquire.__doc__
+        return try_acquire
+
+    def now(self) -> int:
+        if self._monotonic is time.monotonic:
+            return time.monotonic_ns() // 1000
+        return round(self._monotonic() * TICKS_PER_SECOND)
 
     def default_live(self) -> bool:
         return self._cell[0] > self.now()
