@@ -197,10 +197,7 @@ class _GCRA(_Binding):
         monotonic_ns = time.monotonic_ns
 
         def try_acquire(key: str = "", cost: int = 1) -> Decision:
-            if cost is one:
-                step = interval
-            else:
-                step = check_cost(cost) * interval
+            step = interval if cost is one else check_cost(cost) * interval
             now = monotonic_ns() // 1000 if system else round(monotonic() * 1_000_000)
             if not key:
                 acquire()
