@@ -28,6 +28,7 @@ from ._errors import (
     StoreUnavailable,
 )
 from ._policy import Pipeline, Policy
+from ._rate_limit import Decision, SlidingWindow, TokenBucket
 from ._retry import Retry, retry
 from ._timeout import Timeout, timeout
 
@@ -41,6 +42,7 @@ __all__ = [
     "CircuitState",
     "CountWindow",
     "DeadlineExceeded",
+    "Decision",
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyReused",
@@ -52,9 +54,11 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryBudgetExhausted",
+    "SlidingWindow",
     "StoreUnavailable",
     "TimeWindow",
     "Timeout",
+    "TokenBucket",
     "current_deadline",
     "remaining",
     "retry",

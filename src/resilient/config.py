@@ -60,10 +60,13 @@ __all__ = [
     "CountWindowConfig",
     "PipelineConfig",
     "PolicyConfig",
+    "RateLimiterConfig",
     "RetryBudgetConfig",
     "RetryConfig",
+    "SlidingWindowConfig",
     "TimeWindowConfig",
     "TimeoutConfig",
+    "TokenBucketConfig",
     "load_policies",
 ]
 
@@ -321,6 +324,72 @@ PIPELINE_ORDER: tuple[str, ...] = (
 )
 
 
+class _RateLimiterBase(PolicyConfig):
+    max_wait: Annotated[float, Field(ge=0)] | None = 0.0
+    redis_url: str | None = None
+    on_error: Literal["allow", "deny", "raise"] = "allow"
+    socket_timeout: Annotated[float, Field(gt=0)] = 0.25
+
+    def _store(self) -> Any:
+        if self.redis_url is None:
+            return None
+        from .stores import RedisStore
+
+        return RedisStore.from_url(
+            self.redis_url, socket_timeout=self.socket_timeout, on_error=self.on_error
+        )
+
+
+class TokenBucketConfig(_RateLimiterBase):
+    """``rate_limiter = {kind = "token_bucket", rate = ..., capacity = ...}``.
+
+    Without ``redis_url`` the limiter keeps its state in memory; with it, in Redis, through a
+    sync client built by `resilient.stores.RedisStore.from_url` (``socket_timeout``,
+    ``on_error``). The pipeline's name is the limiter's name.
+    """
+
+    kind: Literal["token_bucket"]
+    rate: Annotated[float, Field(gt=0, le=1_000_000)]
+    capacity: Annotated[int, Field(ge=1)]
+
+    def build(self, name: str) -> Policy:
+        """Build the `resilient.TokenBucket`."""
+        from ._rate_limit import TokenBucket
+
+        return TokenBucket(
+            self.rate, self.capacity, store=self._store(), name=name, max_wait=self.max_wait
+        )
+
+
+class SlidingWindowConfig(_RateLimiterBase):
+    """``rate_limiter = {kind = "sliding_window", limit = ..., window = ..., precise = false}``.
+
+    Stores as for `TokenBucketConfig`.
+    """
+
+    kind: Literal["sliding_window"]
+    limit: Annotated[int, Field(ge=1)]
+    window: Annotated[float, Field(gt=0)]
+    precise: bool = False
+
+    def build(self, name: str) -> Policy:
+        """Build the `resilient.SlidingWindow`."""
+        from ._rate_limit import SlidingWindow
+
+        return SlidingWindow(
+            self.limit,
+            self.window,
+            precise=self.precise,
+            store=self._store(),
+            name=name,
+            max_wait=self.max_wait,
+        )
+
+
+#: The ``rate_limiter`` section: a token bucket or a sliding window, told apart by ``kind``.
+RateLimiterConfig = Annotated[TokenBucketConfig | SlidingWindowConfig, Field(discriminator="kind")]
+
+
 class PipelineConfig(BaseModel):
     """The sections of one named pipeline; each is optional."""
 
@@ -332,6 +401,7 @@ class PipelineConfig(BaseModel):
     circuit_breaker: CircuitBreakerConfig | None = None
     bulkhead: BulkheadConfig | None = None
     adaptive_bulkhead: AdaptiveBulkheadConfig | None = None
+    rate_limiter: RateLimiterConfig | None = None
 
     def build(self, name: str) -> Pipeline:
         """Build the pipeline, sections nested in `PIPELINE_ORDER`."""

@@ -142,3 +142,34 @@ async def check_breaker_and_bulkheads() -> None:
         pass
     async with breaker, adaptive:
         pass
+
+
+limiter = resilient.TokenBucket(rate=10.0, capacity=20)
+window = resilient.SlidingWindow(limit=100, window=60.0)
+
+
+@limiter
+def rate_limited(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@window
+async def arate_limited(x: int) -> str:
+    return str(x)
+
+
+@limiter.guard("search", cost=2, max_wait=0.5)
+def key_guarded(x: int) -> bytes:
+    return b"x" * x
+
+
+async def check_rate_limiters() -> None:
+    assert_type(rate_limited(1, y="a"), float)
+    assert_type(await arate_limited(1), str)
+    assert_type(key_guarded(2), bytes)
+    assert_type(limiter.try_acquire("k"), resilient.Decision)
+    assert_type(await window.atry_acquire("k", cost=2), resilient.Decision)
+    assert_type(limiter.acquire(max_wait=1.0).retry_after, float)
+    assert_type(await window.aacquire("k"), resilient.Decision)
+    assert_type(limiter.call(rate_limited, 1), float)
+    assert_type(await window.acall(arate_limited, 1), str)

@@ -1,0 +1,401 @@
+"""`MemoryStore`: limiter state in this process's memory, bounded and exact under concurrency.
+
+Layout: one `collections.OrderedDict` per store maps ``(binding, key)`` to a small list whose
+first item is the time (in the binding's clock ticks) after which the entry is worthless: a
+token bucket that is full again, a window that has emptied. The dict is kept in
+least-recently-used order, so the front holds the entries most likely to be stale:
+
+- inserting a key first drops up to two expired entries from the front (idle keys expire
+  without a timer or a sweeper thread), then, beyond ``max_keys``, evicts the least recently
+  used entry even if it is still live (that key starts over, full);
+- each limiter's global key ``""`` is held by its binding, outside the dict: the hot path for
+  ``limiter.try_acquire()`` does no hashing, builds no key tuple and moves nothing. There is
+  one such slot per limiter, so it does not threaten the bound.
+
+One `threading.Lock` per store guards every read-modify-write. It is held for a few
+arithmetic operations only, never across an ``await`` or the user's code, which makes the
+store exact for threads and for asyncio or trio tasks alike (they never interleave inside a
+decision). The decision formulas are those of `resilient._rate_limit` (`gcra`,
+`sliding_counter`, `sliding_log`); the token bucket's are inlined here for speed, and the tests
+check them against the reference functions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
+
+from .._clock import SYSTEM_CLOCK
+from .._events import HUB, RateLimited
+from .._rate_limit import TICKS_PER_SECOND, Decision, sliding_counter
+
+if TYPE_CHECKING:
+    from .._rate_limit import RateLimiter
+
+__all__ = ["MemoryStore"]
+
+_new = tuple.__new__
+_NEVER = -(2**62)  # a timestamp before any real one: "no state"
+
+
+class MemoryStore:
+    """Limiter state in process memory: thread- and task-safe, bounded, exact.
+
+    Idle keys expire on their own (a key is dropped once its state is back to "nothing used"),
+    and beyond ``max_keys`` live keys the least recently used one is forgotten, so memory stays
+    bounded whatever the number of distinct keys. ``len(store)`` is the number of keys held.
+
+    A store may be shared by several limiters; each keeps its own keys (two limiters never
+    share state through a `MemoryStore`, whatever their names; share the limiter instead).
+
+    Args:
+        max_keys: the most keys held at once (>= 1; default 100,000).
+    """
+
+    __slots__ = ("__weakref__", "_bindings", "_data", "_lock", "max_keys")
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int):
+            raise TypeError(f"max_keys must be an int, got {max_keys!r}")
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be >= 1, got {max_keys!r}")
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._data: OrderedDict[tuple[_Binding, str], list[Any]] = OrderedDict()
+        self._bindings: weakref.WeakSet[_Binding] = weakref.WeakSet()
+
+    def __len__(self) -> int:
+        """The number of keys holding state (expired keys are dropped first)."""
+        with self._lock:
+            nows: dict[_Binding, int] = {}
+            stale = []
+            for composite, entry in self._data.items():
+                binding = composite[0]
+                now = nows.get(binding)
+                if now is None:
+                    now = nows[binding] = binding.now()
+                if entry[0] <= now:
+                    stale.append(composite)
+            for composite in stale:
+                del self._data[composite]
+            defaults = sum(1 for binding in self._bindings if binding.default_live())
+            return len(self._data) + defaults
+
+    def clear(self) -> None:
+        """Forget every key of every limiter using this store."""
+        with self._lock:
+            self._data.clear()
+            for binding in self._bindings:
+                binding.reset_default()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(max_keys={self.max_keys!r})"
+
+    # -- internal API for the limiters ------------------------------------------------------
+
+    def _insert(self, composite: tuple[_Binding, str], entry: list[Any]) -> None:
+        """Add a new entry (lock held): drop stale entries at the front, evict beyond max_keys."""
+        data = self._data
+        for _ in range(2):
+            if not data:
+                break
+            oldest, oldest_entry = next(iter(data.items()))
+            if oldest_entry[0] > oldest[0].now():
+                break
+            del data[oldest]
+        if len(data) >= self.max_keys:
+            data.popitem(last=False)
+        data[composite] = entry
+
+    def _bind_rate_limiter(self, limiter: RateLimiter) -> _Binding:
+        algorithm = limiter.algorithm
+        binding: _Binding
+        if algorithm == "gcra":
+            binding = _GCRA(self, limiter)
+        elif algorithm == "sliding_counter":
+            binding = _SlidingCounter(self, limiter)
+        elif algorithm == "sliding_log":
+            binding = _SlidingLog(self, limiter)
+        else:  # pragma: no cover - every limiter names one of the above
+            raise ValueError(f"unknown rate-limit algorithm {algorithm!r}")
+        self._bindings.add(binding)
+        return binding
+
+
+class _Binding:
+    """One limiter's view of a `MemoryStore`."""
+
+    __slots__ = ("__weakref__", "_limit", "_monotonic", "_store", "decide")
+
+    decide: Callable[[str, int], Decision]
+
+    def __init__(self, store: MemoryStore, limiter: RateLimiter) -> None:
+        self._store = store
+        self._monotonic = limiter.clock.monotonic
+        self._limit = limiter._limit
+
+    def now(self) -> int:
+        """The limiter's clock, in ticks."""
+        return round(self._monotonic() * TICKS_PER_SECOND)
+
+    def default_live(self) -> bool:
+        """Whether the global key holds state (lock held)."""
+        raise NotImplementedError
+
+    def reset_default(self) -> None:
+        """Forget the global key's state (lock held)."""
+        raise NotImplementedError
+
+    async def adecide(self, key: str, cost: int) -> Decision:
+        """The decision, for async callers: memory never waits, so it is the sync one."""
+        return self.decide(key, cost)
+
+
+class _GCRA(_Binding):
+    """`resilient._rate_limit.gcra` over a `MemoryStore`, with an allocation-free default key.
+
+    ``decide`` is the plain decision; ``try_acquire`` is the same closure with the argument
+    check and the ``RateLimited`` event folded in, which the limiter installs as its own
+    ``try_acquire`` so that the hot path is a single Python call.
+    """
+
+    __slots__ = ("_cell", "try_acquire")
+
+    def __init__(self, store: MemoryStore, limiter: RateLimiter) -> None:
+        super().__init__(store, limiter)
+        self._cell = [_NEVER]  # the global key's TAT
+        self.decide = self._build(store, limiter, public=False)
+        self.try_acquire = self._build(store, limiter, public=True)
+
+    def _build(
+        self, store: MemoryStore, limiter: RateLimiter, *, public: bool
+    ) -> Callable[[str, int], Decision]:
+        cell = self._cell
+        interval, tolerance = limiter._params()
+        capacity = self._limit
+        lock = store._lock
+        acquire = lock.acquire
+        release = lock.release
+        data = store._data
+        get = data.get
+        move_to_end = data.move_to_end
+        insert = store._insert
+        binding = self
+        check_cost = limiter._check_cost
+        hub = HUB
+        kind = limiter.kind
+        name = limiter.name
+        micros = TICKS_PER_SECOND
+        one = 1
+        monotonic = self._monotonic
+        system = limiter.clock is SYSTEM_CLOCK
+        monotonic_ns = time.monotonic_ns
+
+        def try_acquire(key: str = "", cost: int = 1) -> Decision:
+            step = interval if cost is one else check_cost(cost) * interval
+            now = monotonic_ns() // 1000 if system else round(monotonic() * 1_000_000)
+            if not key:
+                acquire()
+                try:
+                    tat = cell[0]
+                    if tat < now:
+                        tat = now
+                    new_tat = tat + step
+                    backlog = new_tat - now
+                    if backlog <= tolerance:
+                        cell[0] = new_tat
+                        return _new(
+                            Decision,
+                            (
+                                True,
+                                capacity,
+                                (tolerance - backlog) // interval,
+                                0.0,
+                                backlog / micros,
+                            ),
+                        )
+                finally:
+                    release()
+            else:
+                composite = (binding, key)
+                acquire()
+                try:
+                    entry = get(composite)
+                    if entry is None:
+                        tat = now
+                    else:
+                        move_to_end(composite)
+                        tat = entry[0]
+                        if tat < now:
+                            tat = now
+                    new_tat = tat + step
+                    backlog = new_tat - now
+                    if backlog <= tolerance:
+                        if entry is None:
+                            insert(composite, [new_tat])
+                        else:
+                            entry[0] = new_tat
+                        return _new(
+                            Decision,
+                            (
+                                True,
+                                capacity,
+                                (tolerance - backlog) // interval,
+                                0.0,
+                                backlog / micros,
+                            ),
+                        )
+                finally:
+                    release()
+            backlog = tat - now
+            retry_after = (new_tat - tolerance - now) / micros
+            if public and hub.active:
+                hub.emit(RateLimited(kind, name, key, cost, retry_after))
+            return _new(
+                Decision,
+                (
+                    False,
+                    capacity,
+                    (tolerance - backlog) // interval if backlog <= tolerance else 0,
+                    retry_after,
+                    backlog / micros,
+                ),
+            )
+
+        try_acquire.__doc__ = type(limiter).try_acquire.__doc__
+        return try_acquire
+
+    def now(self) -> int:
+        if self._monotonic is time.monotonic:
+            return time.monotonic_ns() // 1000
+        return round(self._monotonic() * TICKS_PER_SECOND)
+
+    def default_live(self) -> bool:
+        return self._cell[0] > self.now()
+
+    def reset_default(self) -> None:
+        self._cell[0] = _NEVER
+
+
+class _SlidingCounter(_Binding):
+    """`resilient._rate_limit.sliding_counter` over a `MemoryStore`.
+
+    Entries are ``[expires_at, slot, previous, current]``.
+    """
+
+    __slots__ = ("_default", "_window")
+
+    def __init__(self, store: MemoryStore, limiter: RateLimiter) -> None:
+        super().__init__(store, limiter)
+        self._window, _ = limiter._params()
+        self._default: list[Any] = [_NEVER, 0, 0, 0]
+        self.decide = self._decide
+
+    def _decide(self, key: str = "", cost: int = 1) -> Decision:
+        now = round(self._monotonic() * TICKS_PER_SECOND)
+        store = self._store
+        with store._lock:
+            if not key:
+                entry: list[Any] | None = self._default
+                composite = None
+            else:
+                composite = (self, key)
+                entry = store._data.get(composite)
+                if entry is not None:
+                    store._data.move_to_end(composite)
+            state = None if entry is None or entry[0] <= now else (entry[1], entry[2], entry[3])
+            allowed, remaining, retry_after, reset_after, new = sliding_counter(
+                state, now, self._window, self._limit, cost
+            )
+            if allowed:
+                if entry is None:
+                    store._insert(composite, [now + reset_after, *new])  # type: ignore[arg-type]
+                else:
+                    entry[0] = now + reset_after
+                    entry[1], entry[2], entry[3] = new
+        return _new(
+            Decision,
+            (
+                allowed,
+                self._limit,
+                remaining,
+                retry_after / TICKS_PER_SECOND,
+                reset_after / TICKS_PER_SECOND,
+            ),
+        )
+
+    def default_live(self) -> bool:
+        return bool(self._default[0] > self.now())
+
+    def reset_default(self) -> None:
+        self._default[:] = [_NEVER, 0, 0, 0]
+
+
+class _SlidingLog(_Binding):
+    """`resilient._rate_limit.sliding_log` over a `MemoryStore`.
+
+    Entries are ``[expires_at, deque of timestamps, oldest first]``; the deque is bounded by
+    the limit, so a key holds at most ``limit`` timestamps.
+    """
+
+    __slots__ = ("_default", "_window")
+
+    def __init__(self, store: MemoryStore, limiter: RateLimiter) -> None:
+        super().__init__(store, limiter)
+        self._window, _ = limiter._params()
+        self._default: list[Any] = [_NEVER, deque(maxlen=self._limit)]
+        self.decide = self._decide
+
+    def _decide(self, key: str = "", cost: int = 1) -> Decision:
+        now = round(self._monotonic() * TICKS_PER_SECOND)
+        store = self._store
+        window = self._window
+        limit = self._limit
+        horizon = now - window
+        with store._lock:
+            if not key:
+                entry: list[Any] | None = self._default
+                composite = None
+            else:
+                composite = (self, key)
+                entry = store._data.get(composite)
+                if entry is not None:
+                    store._data.move_to_end(composite)
+            log: deque[int] = deque(maxlen=limit) if entry is None else entry[1]
+            while log and log[0] <= horizon:
+                log.popleft()
+            count = len(log)
+            if count + cost <= limit:
+                log.extend(repeat(now, cost))
+                if entry is None:
+                    store._insert(composite, [now + window, log])  # type: ignore[arg-type]
+                else:
+                    entry[0] = now + window
+                return _new(
+                    Decision, (True, limit, limit - count - cost, 0.0, window / TICKS_PER_SECOND)
+                )
+            # The (limit - cost + 1)-th newest timestamp must leave the window first.
+            retry_after = log[count - 1 - (limit - cost)] + window - now
+            reset_after = log[-1] + window - now
+        return _new(
+            Decision,
+            (
+                False,
+                limit,
+                limit - count,
+                retry_after / TICKS_PER_SECOND,
+                reset_after / TICKS_PER_SECOND,
+            ),
+        )
+
+    def default_live(self) -> bool:
+        return bool(self._default[0] > self.now())
+
+    def reset_default(self) -> None:
+        self._default[0] = _NEVER
+        self._default[1].clear()

@@ -1,0 +1,343 @@
+"""`RedisStore`: state shared by every process that talks to one Redis, one round trip per decision.
+
+Every decision is one Lua script (``_scripts/*.lua``, shipped as package data) run with
+``EVALSHA``; after ``NOSCRIPT`` (a restarted or flushed server) the same call is made once with
+``EVAL``, which also caches the script again. Scripts read Redis's own clock
+(``redis.call('TIME')``, which needs Redis >= 5), so processes on different hosts agree on the
+time; every key they write gets a TTL; every key of one decision shares one ``{hash tag}``, so
+the scripts work on Redis Cluster.
+
+Internal API for other script-based policies
+--------------------------------------------
+
+A policy that keeps shared state in Redis (a rate limiter now; a shared circuit breaker can
+reuse it the same way) needs three things from the store, and nothing else:
+
+``_Script(name)`` / ``store._script(name)``
+    A Lua script loaded from ``resilient/stores/_scripts/<name>.lua``, with its SHA1.
+    ``store._script(name)`` caches one per store.
+
+``store._key(name, key, suffix)``
+    The Redis key ``"<prefix>:{<name>:<key>}:<suffix>"``. Keys built with the same ``name``
+    and ``key`` share the hash tag, hence the cluster slot.
+
+``store._eval(script, keys, args)`` and ``await store._aeval(script, keys, args)``
+    Run the script (EVALSHA, reloading on NOSCRIPT) and return its reply. ``args`` are
+    strings or ints. Any Redis failure (connection refused, socket timeout, a server that is
+    loading or read-only...) is raised as `resilient.StoreUnavailable` with the original
+    exception as ``__cause__``. ``_eval`` needs a sync client (TypeError otherwise).
+    ``_aeval`` awaits an async client natively on asyncio, and runs a sync client's call in
+    a worker thread (``anyio.to_thread``) on asyncio or trio; an async client under trio is a
+    TypeError, since ``redis.asyncio`` runs on asyncio only.
+
+``store._failed(error, policy=..., name=..., operation=...)``
+    Apply the store's ``on_error`` policy to a `StoreUnavailable`: emit a ``StoreError``
+    event, then return ``"allow"`` or ``"deny"`` for the caller to act on, or raise the error
+    (``"raise"``).
+
+So a caller does::
+
+    try:
+        reply = store._eval(script, [store._key(name, key, "state")], [arg1, arg2])
+    except StoreUnavailable as error:
+        action = store._failed(error, policy="circuit_breaker", name=name, operation="record")
+        ...  # "allow" or "deny": what to do without Redis
+
+Timeouts
+--------
+
+The store cannot make a call give up sooner than its client does: build the client with a
+short ``socket_timeout`` and ``socket_connect_timeout`` and without retries with backoff
+(redis-py >= 6 retries three times by default), or use `RedisStore.from_url`, which does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from .._errors import StoreUnavailable
+from .._events import HUB, StoreError
+from .._rate_limit import TICKS_PER_SECOND, Decision
+
+if TYPE_CHECKING:
+    from .._rate_limit import RateLimiter
+
+__all__ = ["RedisStore"]
+
+_new = tuple.__new__
+_ON_ERROR = ("allow", "deny", "raise")
+
+
+class _Script:
+    """A Lua script from ``_scripts/<name>.lua`` and its SHA1 (what EVALSHA takes)."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = (resources.files("resilient.stores") / "_scripts" / f"{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"_Script({self.name!r})"
+
+
+def _client_kind(client: object) -> str:
+    """``"sync"`` or ``"async"``, or TypeError for anything but a redis-py client."""
+    try:
+        import redis
+        import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.cluster
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "RedisStore needs redis-py: pip install 'resilient-patterns[redis]'"
+        ) from error
+    if isinstance(client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
+        return "async"
+    if isinstance(client, (redis.Redis, redis.cluster.RedisCluster)):
+        return "sync"
+    raise TypeError(
+        f"client must be a redis.Redis or a redis.asyncio.Redis, got {type(client).__name__}"
+    )
+
+
+class RedisStore:
+    """State in Redis, shared by every process using the same server and prefix.
+
+    Each decision is one round trip: a Lua script run with EVALSHA, on Redis's own clock, that
+    leaves a TTL on every key it writes. Keys look like ``resilient:{api:user:42}:gcra``; the
+    ``{...}`` hash tag keeps all the keys of one decision in one Redis Cluster slot.
+
+    ``client`` may be sync or async. Sync calls (``try_acquire``, ``acquire``) need a
+    ``redis.Redis``. Async calls use a ``redis.asyncio.Redis`` natively on asyncio; given a
+    ``redis.Redis`` they run it in a worker thread, which is also how to use Redis under trio
+    (``redis.asyncio`` does not run on trio). Other pairings raise TypeError.
+
+    When Redis fails (down, restarting, or slower than the client's ``socket_timeout``), the
+    decision follows ``on_error`` and a `resilient.instrumentation.StoreError` event is emitted:
+
+    - ``"allow"`` (default): fail open; the call goes ahead as if there were no limit;
+    - ``"deny"``: fail closed; the decision refuses with ``retry_after=error_retry_after``;
+    - ``"raise"``: raise `resilient.StoreUnavailable`.
+
+    Nothing waits longer than the client's own timeouts, so give the client a short
+    ``socket_timeout`` and no retries, or build the store with `from_url`. After a restart the
+    store carries on: scripts are reloaded on ``NOSCRIPT`` and the client reconnects; only the
+    counters are lost (limits start over, full).
+
+    Args:
+        client: a ``redis.Redis`` or ``redis.asyncio.Redis`` (cluster clients too).
+        prefix: the first part of every key (default ``"resilient"``).
+        on_error: ``"allow"``, ``"deny"`` or ``"raise"``; see above.
+        error_retry_after: the ``retry_after`` of decisions denied because Redis failed
+            (``on_error="deny"``), in seconds (default 1.0).
+    """
+
+    __slots__ = (
+        "_async",
+        "_errors",
+        "_no_script",
+        "_scripts",
+        "client",
+        "error_retry_after",
+        "on_error",
+        "prefix",
+    )
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "resilient",
+        on_error: str = "allow",
+        error_retry_after: float = 1.0,
+    ) -> None:
+        self._async = _client_kind(client) == "async"
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {prefix!r}")
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix must be non-empty and without braces, got {prefix!r}")
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be 'allow', 'deny' or 'raise', got {on_error!r}")
+        if isinstance(error_retry_after, bool) or not isinstance(error_retry_after, (int, float)):
+            raise TypeError(f"error_retry_after must be a number, got {error_retry_after!r}")
+        if not error_retry_after > 0:
+            raise ValueError(f"error_retry_after must be > 0, got {error_retry_after!r}")
+        import redis.exceptions
+
+        self.client = client
+        self.prefix = prefix
+        self.on_error = on_error
+        self.error_retry_after = float(error_retry_after)
+        self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+        self._no_script: type[BaseException] = redis.exceptions.NoScriptError
+        self._scripts: dict[str, _Script] = {}
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        asynchronous: bool = False,
+        socket_timeout: float = 0.25,
+        prefix: str = "resilient",
+        on_error: str = "allow",
+        error_retry_after: float = 1.0,
+    ) -> RedisStore:
+        """A store with a client built for failing fast: short timeouts, no retries.
+
+        Args:
+            url: a Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
+            asynchronous: build a ``redis.asyncio.Redis`` instead of a ``redis.Redis``.
+            socket_timeout: seconds to wait for a connection or a reply (default 0.25).
+            prefix: see `RedisStore`.
+            on_error: see `RedisStore`.
+            error_retry_after: see `RedisStore`.
+        """
+        import redis
+        import redis.asyncio
+        import redis.backoff
+        import redis.retry
+
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+        }
+        client: Any = (
+            redis.asyncio.Redis.from_url(url, **options)
+            if asynchronous
+            else redis.Redis.from_url(url, **options)
+        )
+        return cls(client, prefix=prefix, on_error=on_error, error_retry_after=error_retry_after)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.client!r}, prefix={self.prefix!r}, on_error={self.on_error!r})"
+
+    # -- internal API shared by script-based policies (see the module docstring) -------------
+
+    def _script(self, name: str) -> _Script:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = _Script(name)
+        return script
+
+    def _key(self, name: str, key: str, suffix: str) -> str:
+        return f"{self.prefix}:{{{name}:{key}}}:{suffix}"
+
+    def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        if self._async:
+            raise TypeError(
+                "this RedisStore has a redis.asyncio client, which serves async calls only; "
+                "use the async methods (atry_acquire, aacquire, async with) or give the store "
+                "a redis.Redis"
+            )
+        execute = self.client.execute_command
+        try:
+            try:
+                return execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            except self._no_script:
+                return execute("EVAL", script.source, len(keys), *keys, *args)
+        except self._errors as error:
+            raise StoreUnavailable(f"redis failed: {error}") from error
+
+    async def _aeval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        if not self._async:
+            return await anyio.to_thread.run_sync(self._eval, script, keys, args)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise TypeError(
+                "redis.asyncio runs on asyncio only; under trio give the RedisStore a sync "
+                "redis.Redis client (its calls then run in a worker thread)"
+            ) from None
+        execute = self.client.execute_command
+        try:
+            try:
+                return await execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            except self._no_script:
+                return await execute("EVAL", script.source, len(keys), *keys, *args)
+        except self._errors as error:
+            raise StoreUnavailable(f"redis failed: {error}") from error
+
+    def _failed(self, error: StoreUnavailable, *, policy: str, name: str, operation: str) -> str:
+        action = self.on_error
+        if HUB.active:
+            HUB.emit(StoreError(policy, name, operation, error, action))
+        if action == "raise":
+            raise error
+        return action
+
+    def _bind_rate_limiter(self, limiter: RateLimiter) -> _RedisRateLimiter:
+        return _RedisRateLimiter(self, limiter)
+
+
+class _RedisRateLimiter:
+    """One limiter's decisions through a `RedisStore` (one script call each)."""
+
+    __slots__ = ("_args", "_key_head", "_key_tail", "_limit", "_name", "_script", "_store")
+
+    def __init__(self, store: RedisStore, limiter: RateLimiter) -> None:
+        algorithm = limiter.algorithm
+        self._store = store
+        self._script = store._script(algorithm)
+        self._name = limiter.name
+        self._limit = limiter._limit
+        first, second = limiter._params()
+        self._args = (str(first), str(second))
+        head, _, tail = store._key(limiter.name, "\0", algorithm).partition("\0")
+        self._key_head = head
+        self._key_tail = tail
+
+    def _call_args(self, key: str, cost: int, now: int | None) -> tuple[list[str], list[str]]:
+        args = [self._args[0], self._args[1], str(cost)]
+        if now is not None:  # tests only: pin the time the script uses
+            args.append(str(now))
+        return [self._key_head + key + self._key_tail], args
+
+    def _decision(self, reply: Any) -> Decision:
+        allowed, remaining, retry_after, reset_after = reply.split()
+        return _new(
+            Decision,
+            (
+                allowed == b"1" or allowed == "1",
+                self._limit,
+                int(remaining),
+                int(retry_after) / TICKS_PER_SECOND,
+                int(reset_after) / TICKS_PER_SECOND,
+            ),
+        )
+
+    def _fallback(self, error: StoreUnavailable, cost: int) -> Decision:
+        action = self._store._failed(
+            error, policy="rate_limiter", name=self._name, operation="rate_limit"
+        )
+        if action == "allow":
+            return _new(Decision, (True, self._limit, max(0, self._limit - cost), 0.0, 0.0))
+        wait = self._store.error_retry_after
+        return _new(Decision, (False, self._limit, 0, wait, wait))
+
+    def decide(self, key: str, cost: int, now: int | None = None) -> Decision:
+        """One decision; ``now`` (ticks) pins the script's clock, for tests only."""
+        keys, args = self._call_args(key, cost, now)
+        try:
+            reply = self._store._eval(self._script, keys, args)
+        except StoreUnavailable as error:
+            return self._fallback(error, cost)
+        return self._decision(reply)
+
+    async def adecide(self, key: str, cost: int, now: int | None = None) -> Decision:
+        """Async `decide`."""
+        keys, args = self._call_args(key, cost, now)
+        try:
+            reply = await self._store._aeval(self._script, keys, args)
+        except StoreUnavailable as error:
+            return self._fallback(error, cost)
+        return self._decision(reply)
