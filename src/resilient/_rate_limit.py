@@ -287,6 +287,9 @@ class RateLimiter(Policy):
             # check, decision, event); as an instance attribute it shadows the method, which
             # saves a Python call on the hot path.
             self.__dict__["try_acquire"] = fast
+        fast_async = getattr(self._backend, "atry_acquire", None)
+        if fast_async is not None:
+            self.__dict__["atry_acquire"] = fast_async
 
     # -- the parameters the stores read ----------------------------------------------------
 

@@ -161,16 +161,24 @@ class _GCRA(_Binding):
 
     ``decide`` is the plain decision; ``try_acquire`` is the same closure with the argument
     check and the ``RateLimited`` event folded in, which the limiter installs as its own
-    ``try_acquire`` so that the hot path is a single Python call.
+    ``try_acquire`` so that the hot path is a single Python call (and ``atry_acquire``, one
+    coroutine around it, as its own ``atry_acquire``).
     """
 
-    __slots__ = ("_cell", "try_acquire")
+    __slots__ = ("_cell", "atry_acquire", "try_acquire")
 
     def __init__(self, store: MemoryStore, limiter: RateLimiter) -> None:
         super().__init__(store, limiter)
         self._cell = [_NEVER]  # the global key's TAT
         self.decide = self._build(store, limiter, public=False)
-        self.try_acquire = self._build(store, limiter, public=True)
+        self.try_acquire = try_acquire = self._build(store, limiter, public=True)
+
+        async def atry_acquire(key: str = "", cost: int = 1) -> Decision:
+            # Memory never waits: one coroutine around the sync decision, not two.
+            return try_acquire(key, cost)
+
+        atry_acquire.__doc__ = type(limiter).atry_acquire.__doc__
+        self.atry_acquire = atry_acquire
 
     def _build(
         self, store: MemoryStore, limiter: RateLimiter, *, public: bool
