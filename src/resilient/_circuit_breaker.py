@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from typing_extensions import ParamSpec, Self
 
@@ -33,6 +33,9 @@ from ._clock import Clock, check_clock
 from ._errors import CircuitOpenError
 from ._events import HUB, CallRejected, CircuitStateChanged
 from ._policy import Policy
+
+if TYPE_CHECKING:
+    from .stores import MemoryStore, RedisStore
 
 __all__ = [
     "CircuitBreaker",
@@ -733,6 +736,10 @@ class CircuitBreaker(Policy):
         ignore: exception types that count neither way (e.g. client errors).
         failure_result: predicate on a call's result; true counts the call as a failure.
         clock: where time is read (default the system clock).
+        store: where the state lives: None or a `resilient.stores.MemoryStore` keeps it in
+            this object; a `resilient.stores.RedisStore` shares one breaker (state and window)
+            between every process using the same Redis, prefix and name. See
+            docs/circuit-breaker.md for the shared breaker's rules.
 
     Raises:
         ValueError: an argument is out of range (the message names it).
@@ -746,9 +753,11 @@ class CircuitBreaker(Policy):
         "_failure_result",
         "_ignore",
         "_monotonic",
+        "_shared",
         "_timed",
         "clock",
         "name",
+        "store",
     )
 
     kind = "circuit_breaker"
@@ -771,6 +780,7 @@ class CircuitBreaker(Policy):
         ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
         failure_result: Callable[[Any], bool] | None = None,
         clock: Clock | None = None,
+        store: MemoryStore | RedisStore | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
@@ -826,19 +836,29 @@ class CircuitBreaker(Policy):
         self.clock: Clock = check_clock(clock)
         self._monotonic = self.clock.monotonic
         self._timed = slow_call_duration is not None or isinstance(window, TimeWindow)
-        self._backend: _Backend = _MemoryBackend(
-            window=window,
-            minimum_calls=minimum_calls,
-            failure_rate=failure_rate,
-            slow_call_rate=slow_call_rate,
-            slow_call_duration=slow_call_duration,
-            consecutive_failures=consecutive_failures,
-            open_for=open_for,
-            half_open_calls=half_open_calls,
-            on_transition=self._transitioned,
-            clock=self._monotonic,
-            now=self._monotonic(),
-        )
+        settings: dict[str, Any] = {
+            "window": window,
+            "minimum_calls": minimum_calls,
+            "failure_rate": failure_rate,
+            "slow_call_rate": slow_call_rate,
+            "slow_call_duration": slow_call_duration,
+            "consecutive_failures": consecutive_failures,
+            "open_for": open_for,
+            "half_open_calls": half_open_calls,
+            "on_transition": self._transitioned,
+            "clock": self._monotonic,
+            "now": self._monotonic(),
+        }
+        self.store = store
+        if store is None:
+            self._backend: _Backend = _MemoryBackend(**settings)
+        else:
+            bind = getattr(store, "_bind_circuit_breaker", None)
+            if bind is None:
+                raise TypeError(f"store must be a MemoryStore or a RedisStore, got {store!r}")
+            self._backend = bind(self, settings)
+        # A shared backend does I/O: async calls must await it (see `acall`).
+        self._shared: bool = getattr(self._backend, "shared", False)
 
     # -- state and operators -------------------------------------------------------------------
 
@@ -862,6 +882,30 @@ class CircuitBreaker(Policy):
     def reset(self) -> None:
         """Back to CLOSED with an empty window, from any state."""
         self._backend.force(CLOSED, self._monotonic())
+
+    async def ametrics(self) -> CircuitMetrics:
+        """Async `metrics`: with a `RedisStore` holding an async client, the way to read Redis."""
+        if self._shared:
+            return await self._backend.asnapshot(self.name, self._monotonic())  # type: ignore[attr-defined, no-any-return]
+        return self.metrics()
+
+    async def aforce_open(self) -> None:
+        """Async `force_open`."""
+        await self._aforce(FORCED_OPEN)
+
+    async def adisable(self) -> None:
+        """Async `disable`."""
+        await self._aforce(DISABLED)
+
+    async def areset(self) -> None:
+        """Async `reset`."""
+        await self._aforce(CLOSED)
+
+    async def _aforce(self, state: CircuitState) -> None:
+        if self._shared:
+            await self._backend.aforce(state, self._monotonic())  # type: ignore[attr-defined]
+        else:
+            self._backend.force(state, self._monotonic())
 
     def _transitioned(self, old: CircuitState, new: CircuitState) -> None:
         if HUB.active:
@@ -924,6 +968,8 @@ class CircuitBreaker(Policy):
         Raises:
             CircuitOpenError: the circuit is open, or half-open with every trial slot taken.
         """
+        if self._shared:
+            return await self._acall_shared(fn, *args, **kwargs)
         backend = self._backend
         permit: Any = backend.closed
         if permit is None or self._timed:
@@ -945,6 +991,30 @@ class CircuitBreaker(Policy):
         else:
             self._finish(permit, SUCCESS, start)
         return result
+
+    async def _acall_shared(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        # `acall` with a backend that does I/O: acquiring and recording are awaited.
+        start = self._monotonic()
+        permit = await self._backend.aacquire(start)  # type: ignore[attr-defined]
+        if permit.rejected:
+            raise self._reject(permit)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            await self._afinish(permit, self._classify(exc), start)
+            raise
+        failure_result = self._failure_result
+        if failure_result is not None and failure_result(result):
+            await self._afinish(permit, FAILURE, start)
+        else:
+            await self._afinish(permit, SUCCESS, start)
+        return result
+
+    async def _afinish(self, permit: _Permit, outcome: int, start: float) -> None:
+        end = self._monotonic()
+        await self._backend.arecord(permit, outcome, end - start, end)  # type: ignore[attr-defined]
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         # The same steps as `call`, with the attribute lookups hoisted out of the call path.
@@ -1000,14 +1070,25 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        entry = self._pop_entry()
+        self._finish(entry.permit, SUCCESS if exc is None else self._classify(exc), entry.start)
+
+    def _pop_entry(self) -> _Entry:
         entry = _entries.get()
         if entry is None or entry.owner is not self:
             raise RuntimeError(f"{self!r} exited without a matching enter in this context")
         _entries.set(entry.prev)
-        self._finish(entry.permit, SUCCESS if exc is None else self._classify(exc), entry.start)
+        return entry
 
     async def __aenter__(self) -> Self:
-        return self.__enter__()
+        if not self._shared:
+            return self.__enter__()
+        start = self._monotonic()
+        permit = await self._backend.aacquire(start)  # type: ignore[attr-defined]
+        if permit.rejected:
+            raise self._reject(permit)
+        _entries.set(_Entry(self, permit, start, _entries.get()))
+        return self
 
     async def __aexit__(
         self,
@@ -1015,7 +1096,14 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        if not self._shared:
+            self.__exit__(exc_type, exc, tb)
+            return
+        entry = self._pop_entry()
+        outcome = SUCCESS if exc is None else self._classify(exc)
+        await self._afinish(entry.permit, outcome, entry.start)
 
     def __repr__(self) -> str:
+        if self._shared:  # no I/O in a repr
+            return f"CircuitBreaker({self.name!r}, store={self.store!r})"
         return f"CircuitBreaker({self.name!r}, state={self._backend.poll(self._monotonic())})"

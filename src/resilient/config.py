@@ -182,6 +182,23 @@ class RetryConfig(PolicyConfig):
         )
 
 
+class _StoreOptions(PolicyConfig):
+    """Where a policy keeps its state: memory, or Redis at ``redis_url``."""
+
+    redis_url: str | None = None
+    on_error: Literal["allow", "deny", "raise"] = "allow"
+    socket_timeout: Annotated[float, Field(gt=0)] = 0.25
+
+    def _store(self) -> Any:
+        if self.redis_url is None:
+            return None
+        from .stores import RedisStore
+
+        return RedisStore.from_url(
+            self.redis_url, socket_timeout=self.socket_timeout, on_error=self.on_error
+        )
+
+
 class CountWindowConfig(BaseModel):
     """A `CountWindow`: ``{"size": 100}``."""
 
@@ -199,12 +216,14 @@ class TimeWindowConfig(BaseModel):
     buckets: int = Field(default=10, ge=1)
 
 
-class CircuitBreakerConfig(PolicyConfig):
+class CircuitBreakerConfig(_StoreOptions):
     """The ``circuit_breaker`` section: the keyword arguments of `CircuitBreaker`.
 
     ``window`` is ``{"size": N}`` for a count window or ``{"seconds": S, "buckets": B}`` for a
     time window. ``open_for`` is seconds. ``failure_on``, ``ignore`` and ``failure_result``
-    take Python objects and are not configurable from files.
+    take Python objects and are not configurable from files. With ``redis_url`` the breaker is
+    shared through Redis (a sync client built by `resilient.stores.RedisStore.from_url` with
+    ``socket_timeout`` and ``on_error``); without it, it lives in memory.
     """
 
     failure_rate: float | None = Field(default=0.5, gt=0, le=1)
@@ -231,6 +250,7 @@ class CircuitBreakerConfig(PolicyConfig):
             minimum_calls=self.minimum_calls,
             open_for=self.open_for,
             half_open_calls=self.half_open_calls,
+            store=self._store(),
         )
 
 
@@ -324,20 +344,8 @@ PIPELINE_ORDER: tuple[str, ...] = (
 )
 
 
-class _RateLimiterBase(PolicyConfig):
+class _RateLimiterBase(_StoreOptions):
     max_wait: Annotated[float, Field(ge=0)] | None = 0.0
-    redis_url: str | None = None
-    on_error: Literal["allow", "deny", "raise"] = "allow"
-    socket_timeout: Annotated[float, Field(gt=0)] = 0.25
-
-    def _store(self) -> Any:
-        if self.redis_url is None:
-            return None
-        from .stores import RedisStore
-
-        return RedisStore.from_url(
-            self.redis_url, socket_timeout=self.socket_timeout, on_error=self.on_error
-        )
 
 
 class TokenBucketConfig(_RateLimiterBase):

@@ -35,6 +35,7 @@ from .._events import HUB, RateLimited
 from .._rate_limit import TICKS_PER_SECOND, Decision, sliding_counter
 
 if TYPE_CHECKING:
+    from .._circuit_breaker import CircuitBreaker, _MemoryBackend
     from .._rate_limit import RateLimiter
 
 __all__ = ["MemoryStore"]
@@ -125,6 +126,15 @@ class MemoryStore:
             raise ValueError(f"unknown rate-limit algorithm {algorithm!r}")
         self._bindings.add(binding)
         return binding
+
+    def _bind_circuit_breaker(
+        self, breaker: CircuitBreaker, settings: dict[str, Any]
+    ) -> _MemoryBackend:
+        # A breaker's state is a handful of fields and one window, owned by the breaker: it is
+        # not one of the store's keys and does not count against max_keys.
+        from .._circuit_breaker import _MemoryBackend
+
+        return _MemoryBackend(**settings)
 
 
 class _Binding:

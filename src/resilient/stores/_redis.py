@@ -10,8 +10,8 @@ the scripts work on Redis Cluster.
 Internal API for other script-based policies
 --------------------------------------------
 
-A policy that keeps shared state in Redis (a rate limiter now; a shared circuit breaker can
-reuse it the same way) needs three things from the store, and nothing else:
+A policy that keeps shared state in Redis (the rate limiters here, the circuit breaker in
+``_redis_breaker``) needs these things from the store, and nothing else:
 
 ``_Script(name)`` / ``store._script(name)``
     A Lua script loaded from ``resilient/stores/_scripts/<name>.lua``, with its SHA1.
@@ -66,7 +66,9 @@ from .._events import HUB, StoreError
 from .._rate_limit import TICKS_PER_SECOND, Decision
 
 if TYPE_CHECKING:
+    from .._circuit_breaker import CircuitBreaker
     from .._rate_limit import RateLimiter
+    from ._redis_breaker import _RedisCircuitBackend
 
 __all__ = ["RedisStore"]
 
@@ -236,8 +238,8 @@ class RedisStore:
         if self._async:
             raise TypeError(
                 "this RedisStore has a redis.asyncio client, which serves async calls only; "
-                "use the async methods (atry_acquire, aacquire, async with) or give the store "
-                "a redis.Redis"
+                "use the async forms (atry_acquire, aacquire, acall, async with, async "
+                "decorated functions) or give the store a redis.Redis"
             )
         execute = self.client.execute_command
         try:
@@ -277,6 +279,13 @@ class RedisStore:
 
     def _bind_rate_limiter(self, limiter: RateLimiter) -> _RedisRateLimiter:
         return _RedisRateLimiter(self, limiter)
+
+    def _bind_circuit_breaker(
+        self, breaker: CircuitBreaker, settings: dict[str, Any]
+    ) -> _RedisCircuitBackend:
+        from ._redis_breaker import _RedisCircuitBackend
+
+        return _RedisCircuitBackend(self, breaker, settings)
 
 
 class _RedisRateLimiter:
