@@ -26,7 +26,7 @@ When Redis fails, the store's ``on_error`` decides:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -130,14 +130,14 @@ class _RedisCircuitBackend:
             str(ttl_ms),
             str(lease_ms),
         ]
-        #: Pins the script's clock (ms) instead of Redis TIME; tests only.
-        self.pinned_ms: int | None = None
+        #: Tests only: a function giving the time (ms) the script uses instead of Redis TIME.
+        self.pin: Callable[[], int] | None = None
 
     # -- script calls --------------------------------------------------------------------------
 
     def _argv(self, op: str, *extra: str) -> list[str | int]:
         record = list(extra) if extra else ["", "", ""]
-        pinned = "" if self.pinned_ms is None else str(self.pinned_ms)
+        pinned = "" if self.pin is None else str(self.pin())
         return [op, *self._args, *record, pinned]
 
     def _eval(self, op: str, *extra: str) -> Sequence[Any]:

@@ -1,0 +1,642 @@
+"""CircuitBreaker(store=RedisStore(...)) against a real redis-server.
+
+The shared breaker must behave exactly like the memory breaker (checked step by step against
+it on random schedules, with the script's clock pinned to the fake clock), share its state
+between breaker objects and processes, keep a TTL on its key, and survive Redis outages as the
+store's ``on_error`` says.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from resilient import (
+    Backoff,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    CountWindow,
+    StoreUnavailable,
+    TimeWindow,
+)
+from resilient.instrumentation import CircuitStateChanged, StoreError, subscribe, unsubscribe
+from resilient.stores import MemoryStore, RedisStore
+from resilient.testing import FakeClock
+
+from .._redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+FRESH = itertools.count()
+EPOCH_MS = 1_700_000_000_000  # a multiple of every bucket width used below
+SOCKET_TIMEOUT = 0.3
+
+
+def fresh_name() -> str:
+    return f"breaker-{next(FRESH)}"
+
+
+def pin(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """Run the breaker's script on the fake clock instead of Redis TIME."""
+    breaker._backend.pin = lambda: EPOCH_MS + round(clock.monotonic() * 1000)  # type: ignore[attr-defined]
+
+
+def state_key(name: str, prefix: str = "resilient") -> str:
+    return f"{prefix}:{{circuit_breaker:{name}}}:state"
+
+
+class Boom(Exception):
+    pass
+
+
+class Ignored(Exception):
+    pass
+
+
+@pytest.fixture
+def events() -> Iterator[list[object]]:
+    seen: list[object] = []
+    subscribe(seen.append)
+    yield seen
+    unsubscribe(seen.append)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same state machine as the memory breaker.
+# ---------------------------------------------------------------------------------------------
+
+breaker_settings = st.fixed_dictionaries(
+    {
+        "window": st.one_of(
+            st.builds(CountWindow, st.integers(1, 5)),
+            st.builds(TimeWindow, st.sampled_from([2.0, 4.0]), st.sampled_from([1, 2, 4])),
+        ),
+        "minimum_calls": st.integers(1, 4),
+        "failure_rate": st.sampled_from([0.5, 1.0, None]),
+        "slow_call_rate": st.sampled_from([None, 0.5]),
+        "consecutive_failures": st.sampled_from([None, 2]),
+        "open_for": st.sampled_from(["seconds", "backoff"]),
+        "half_open_calls": st.integers(1, 2),
+    }
+).filter(
+    lambda s: (
+        s["failure_rate"] is not None
+        or s["slow_call_rate"] is not None
+        or s["consecutive_failures"] is not None
+    )
+)
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("call"), st.sampled_from(["ok", "fail", "slow", "slow_fail", "ignored"])),
+        st.tuples(st.just("advance"), st.sampled_from([0.25, 0.5, 1.0, 2.5, 5.0, 9.0])),
+        st.tuples(st.just("operator"), st.sampled_from(["force_open", "disable", "reset"])),
+        st.tuples(st.just("look"), st.sampled_from(["state", "metrics"])),
+    ),
+    max_size=40,
+)
+
+
+def _run_call(breaker: CircuitBreaker, clock: FakeClock, kind: str) -> object:
+    def work() -> str:
+        if kind.startswith("slow"):
+            clock.advance(1.0)
+        if kind.endswith("fail"):
+            raise Boom
+        if kind == "ignored":
+            raise Ignored
+        return "ok"
+
+    try:
+        return breaker.call(work)
+    except CircuitOpenError as error:
+        return ("rejected", round(error.retry_after, 3))
+    except (Boom, Ignored) as error:
+        return type(error).__name__
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(options=breaker_settings, schedule=steps)
+def test_redis_breaker_moves_exactly_like_the_memory_breaker(
+    redis_client: Any, options: dict[str, Any], schedule: list[tuple[str, Any]]
+) -> None:
+    clock = FakeClock(1000.0)
+    open_for: Any = (
+        1.0 if options["open_for"] == "seconds" else Backoff.exponential(1.0, 8.0, jitter="none")
+    )
+    common = {
+        **options,
+        "open_for": open_for,
+        "slow_call_duration": 1.0 if options["slow_call_rate"] else None,
+        "ignore": Ignored,
+        "clock": clock,
+    }
+    memory_name, redis_name = fresh_name(), fresh_name()
+    memory = CircuitBreaker(memory_name, **common)
+    shared = CircuitBreaker(redis_name, store=RedisStore(redis_client), **common)
+    pin(shared, clock)
+    transitions: dict[str, list[tuple[str, str]]] = {memory_name: [], redis_name: []}
+
+    def on_event(event: object) -> None:
+        if isinstance(event, CircuitStateChanged) and event.name in transitions:
+            transitions[event.name].append((event.old, event.new))
+
+    subscribe(on_event)
+    operated = False
+    try:
+        for step, argument in schedule:
+            if step == "call":
+                before = clock.monotonic()
+                expected = _run_call(memory, clock, argument)
+                forced = memory.state is CircuitState.FORCED_OPEN
+                clock._now = before  # replay the same call, at the same time, on Redis
+                actual = _run_call(shared, clock, argument)
+                if forced:  # retry_after is only a hint there (see docs/circuit-breaker.md)
+                    actual, expected = actual[0], expected[0]  # type: ignore[index]
+                assert actual == expected
+            elif step == "advance":
+                clock.advance(argument)
+            elif step == "operator":
+                getattr(memory, argument)()
+                getattr(shared, argument)()
+                operated = True
+            elif argument == "state":
+                assert shared.state is memory.state
+            else:
+                mine, theirs = shared.metrics(), memory.metrics()
+                assert (mine.state, mine.calls, mine.failures, mine.slow_calls) == (
+                    theirs.state,
+                    theirs.calls,
+                    theirs.failures,
+                    theirs.slow_calls,
+                )
+                assert mine.consecutive_failures == theirs.consecutive_failures
+                if operated or transitions[memory_name]:
+                    # (A breaker Redis has never heard of has no start time; memory's is its
+                    # construction.)
+                    assert mine.since == pytest.approx(theirs.since, abs=1e-3)
+            assert shared.state is memory.state
+            assert transitions[redis_name] == transitions[memory_name]
+    finally:
+        unsubscribe(on_event)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared between breaker objects, threads and processes.
+# ---------------------------------------------------------------------------------------------
+
+
+def _fail(breaker: CircuitBreaker, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(Boom):
+            breaker.call(_raise_boom)
+
+
+def _raise_boom() -> None:
+    raise Boom
+
+
+def test_failures_seen_by_one_breaker_open_every_breaker_with_the_name(redis_url: str) -> None:
+    name = fresh_name()
+    one = CircuitBreaker(name, consecutive_failures=3, store=RedisStore.from_url(redis_url))
+    two = CircuitBreaker(name, consecutive_failures=3, store=RedisStore.from_url(redis_url))
+    other = CircuitBreaker(fresh_name(), consecutive_failures=3, store=one.store)  # type: ignore[arg-type]
+    _fail(one, 3)
+    assert two.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError) as rejected:
+        two.call(lambda: "never")
+    assert 29.0 < rejected.value.retry_after <= 30.0
+    assert other.call(lambda: "fine") == "fine"
+    two.reset()
+    assert one.call(lambda: "again") == "again"
+
+
+WORKER = """
+import sys
+import redis
+from resilient import CircuitBreaker, CircuitOpenError
+from resilient.stores import RedisStore
+
+url, name, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+breaker = CircuitBreaker(name, consecutive_failures=5, open_for=60.0,
+                         store=RedisStore(redis.Redis.from_url(url, socket_timeout=5.0)))
+
+def fail():
+    raise ConnectionError("upstream down")
+
+if mode == "fail":
+    for _ in range(5):
+        try:
+            breaker.call(fail)
+        except ConnectionError:
+            pass
+try:
+    print(breaker.state.value, breaker.call(lambda: "ran"))
+except CircuitOpenError as error:
+    print(breaker.state.value, "rejected", round(error.retry_after))
+"""
+
+
+def _worker(redis_url: str, name: str, mode: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, redis_url, name, mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_two_processes_share_one_breaker(redis_url: str) -> None:
+    name = fresh_name()
+    assert _worker(redis_url, name, "observe") == "closed ran"
+    # The failures of one process open the breaker for the other (and for this one).
+    assert _worker(redis_url, name, "fail") == "open rejected 60"
+    assert _worker(redis_url, name, "observe") == "open rejected 60"
+    here = CircuitBreaker(name, consecutive_failures=5, store=RedisStore.from_url(redis_url))
+    with pytest.raises(CircuitOpenError):
+        here.call(lambda: "never")
+    here.reset()  # an operator action in one process applies to all
+    assert _worker(redis_url, name, "observe") == "closed ran"
+
+
+def test_a_half_open_redis_breaker_admits_exactly_its_trials_across_threads(
+    redis_url: str,
+) -> None:
+    clock = FakeClock()
+    name = fresh_name()
+    breaker = CircuitBreaker(
+        name,
+        consecutive_failures=1,
+        open_for=5.0,
+        half_open_calls=3,
+        clock=clock,
+        store=RedisStore.from_url(redis_url, socket_timeout=5.0),
+    )
+    pin(breaker, clock)
+    _fail(breaker, 1)
+    clock.advance(5.0)
+    entered = 0
+    lock = threading.Lock()
+    release = threading.Event()
+    start = threading.Barrier(16)
+    outcomes: list[str] = []
+
+    def trial() -> str:
+        nonlocal entered
+        with lock:
+            entered += 1
+        release.wait(30)
+        return "ok"
+
+    def worker() -> None:
+        start.wait(30)
+        try:
+            outcomes.append(breaker.call(trial))
+        except CircuitOpenError:
+            outcomes.append("rejected")
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while outcomes.count("rejected") < 13 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert entered == 3
+    assert sorted(outcomes) == ["ok"] * 3 + ["rejected"] * 13
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_trials_lost_with_their_process_are_handed_out_again_after_the_lease(
+    redis_client: Any,
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        fresh_name(),
+        consecutive_failures=1,
+        open_for=2.0,
+        clock=clock,
+        store=RedisStore(redis_client),
+    )
+    pin(breaker, clock)
+    backend: Any = breaker._backend
+    _fail(breaker, 1)
+    clock.advance(2.0)
+    lost = backend.acquire(clock.monotonic())  # a trial whose process dies: never recorded
+    assert not lost.rejected
+    assert lost.trial
+    clock.advance(9.9)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: "no slot yet")
+    clock.advance(0.1)  # the lease (10 s at least) is over
+    assert breaker.call(lambda: "trial") == "trial"
+    assert breaker.state is CircuitState.CLOSED
+    backend.record(lost, 1, 0.0, clock.monotonic())  # too late: an earlier period
+    assert breaker.state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("options", "op"),
+    [
+        ({}, "succeed"),
+        ({"window": TimeWindow(30.0)}, "fail"),
+        ({"open_for": 5.0}, "force_open"),
+        ({}, "disable"),
+    ],
+)
+def test_the_breaker_key_always_has_a_ttl(
+    redis_client: Any, options: dict[str, Any], op: str
+) -> None:
+    name = fresh_name()
+    breaker = CircuitBreaker(
+        name, consecutive_failures=1, store=RedisStore(redis_client), **options
+    )
+    if op == "succeed":
+        breaker.call(lambda: None)
+    elif op == "fail":
+        _fail(breaker, 1)
+    else:
+        getattr(breaker, op)()
+    assert 0 < redis_client.pttl(state_key(name)) <= 86_400_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Async, on asyncio and trio.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def async_stores(
+    redis_url: str, anyio_backend: str
+) -> AsyncIterator[Callable[..., RedisStore]]:
+    """Make stores for async calls: redis.asyncio on asyncio; under trio a sync client, whose
+    calls run in worker threads. Their clients are closed afterwards."""
+    made: list[RedisStore] = []
+
+    def make(**options: Any) -> RedisStore:
+        store = RedisStore.from_url(redis_url, asynchronous=anyio_backend == "asyncio", **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        if anyio_backend == "asyncio":
+            await store.client.aclose()
+        else:
+            store.client.close()
+
+
+async def test_async_calls_share_the_breaker(async_stores: Callable[..., RedisStore]) -> None:
+    name = fresh_name()
+    one = CircuitBreaker(name, consecutive_failures=2, store=async_stores())
+    two = CircuitBreaker(name, consecutive_failures=2, store=async_stores())
+
+    @one
+    async def failing() -> None:
+        raise Boom
+
+    async def fine() -> str:
+        return "fine"
+
+    for _ in range(2):
+        with pytest.raises(Boom):
+            await failing()
+    with pytest.raises(CircuitOpenError):
+        await two.acall(fine)
+    with pytest.raises(CircuitOpenError):
+        async with two:
+            pass
+    assert (await two.ametrics()).state is CircuitState.OPEN
+    assert two.state is CircuitState.OPEN  # the state this object saw last
+    await one.areset()
+    async with two:
+        pass
+    assert await one.acall(fine) == "fine"
+    metrics = await one.ametrics()
+    assert (metrics.state, metrics.calls, metrics.failures) == (CircuitState.CLOSED, 2, 0)
+    await one.aforce_open()
+    with pytest.raises(CircuitOpenError):
+        await two.acall(fine)
+    await two.adisable()
+    assert await one.acall(fine) == "fine"
+    assert (await one.ametrics()).state is CircuitState.DISABLED
+
+
+async def test_a_cancelled_trial_gives_its_slot_back(
+    async_stores: Callable[..., RedisStore],
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        fresh_name(),
+        consecutive_failures=1,
+        open_for=1.0,
+        clock=clock,
+        store=async_stores(),
+    )
+    pin(breaker, clock)
+
+    async def failing() -> None:
+        raise Boom
+
+    async def hang() -> None:
+        await anyio.sleep_forever()
+
+    with pytest.raises(Boom):
+        await breaker.acall(failing)
+    clock.advance(1.0)
+    with anyio.move_on_after(0.2):
+        await breaker.acall(hang)  # takes the only trial slot, then is cancelled
+    assert await breaker.acall(anyio.sleep, 0) is None  # the slot came back: this is the trial
+    assert (await breaker.ametrics()).state is CircuitState.CLOSED
+
+
+async def test_an_async_client_cannot_serve_sync_calls(
+    async_redis_client: Any,
+) -> None:
+    breaker = CircuitBreaker(fresh_name(), store=RedisStore(async_redis_client))
+    with pytest.raises(TypeError, match="async calls only"):
+        breaker.call(lambda: None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outages.
+# ---------------------------------------------------------------------------------------------
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    try:
+        result = fn()
+    except (StoreUnavailable, CircuitOpenError, Boom) as error:
+        result = error
+    return result, time.monotonic() - started
+
+
+def test_without_redis_the_breaker_falls_back_to_local_state_and_says_so(
+    redis_server: RedisServer, redis_url: str, events: list[object]
+) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, error_retry_after=5.0)
+    breaker = CircuitBreaker(fresh_name(), consecutive_failures=2, clock=clock, store=store)
+    assert breaker.call(lambda: "shared") == "shared"
+    redis_server.stop()
+    try:
+        result, elapsed = _timed(lambda: breaker.call(lambda: "local"))
+        assert result == "local"
+        assert elapsed < SOCKET_TIMEOUT + 0.5
+        errors = [e for e in events if isinstance(e, StoreError)]
+        assert [(e.operation, e.action) for e in errors] == [("acquire", "local")]
+        # Within the pause, Redis is not asked again: the local breaker decides, fast.
+        _fail(breaker, 2)
+        result, elapsed = _timed(lambda: breaker.call(lambda: "never"))
+        assert isinstance(result, CircuitOpenError)
+        assert elapsed < 0.1
+        assert len([e for e in events if isinstance(e, StoreError)]) == 1
+        assert (CircuitStateChanged("circuit_breaker", breaker.name, "closed", "open")) in events
+    finally:
+        redis_server.start()
+    clock.advance(5.0)  # the pause is over: Redis decides again, and it has no failures
+    assert breaker.call(lambda: "shared again") == "shared again"
+    assert breaker.metrics().calls == 1
+    assert len([e for e in events if isinstance(e, StoreError)]) == 1
+
+
+def test_on_error_deny_rejects_calls_while_redis_is_down(
+    redis_server: RedisServer, redis_url: str, events: list[object]
+) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(
+        redis_url, socket_timeout=SOCKET_TIMEOUT, on_error="deny", error_retry_after=2.0
+    )
+    breaker = CircuitBreaker(fresh_name(), clock=clock, store=store)
+    redis_server.stop()
+    try:
+        result, elapsed = _timed(lambda: breaker.call(lambda: "never"))
+        assert isinstance(result, CircuitOpenError)
+        assert result.retry_after == 2.0
+        assert elapsed < SOCKET_TIMEOUT + 0.5
+        clock.advance(0.5)
+        with pytest.raises(CircuitOpenError) as again:
+            breaker.call(lambda: "never")
+        assert again.value.retry_after == 1.5
+    finally:
+        redis_server.start()
+    assert [(e.operation, e.action) for e in events if isinstance(e, StoreError)] == [
+        ("acquire", "deny")
+    ]
+    clock.advance(1.5)
+    assert breaker.call(lambda: "back") == "back"
+
+
+def test_on_error_raise_raises_store_unavailable_and_never_runs_the_call(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, on_error="raise")
+    breaker = CircuitBreaker(fresh_name(), store=store)
+    ran = []
+    redis_server.stop()
+    try:
+        for _ in range(2):  # no pause with "raise": every call asks Redis, and fails
+            result, elapsed = _timed(lambda: breaker.call(lambda: ran.append(1)))
+            assert isinstance(result, StoreUnavailable)
+            assert isinstance(result.__cause__, redis.exceptions.ConnectionError)
+            assert elapsed < SOCKET_TIMEOUT + 0.5
+        with pytest.raises(StoreUnavailable):
+            breaker.force_open()
+    finally:
+        redis_server.start()
+    assert ran == []
+    assert breaker.call(lambda: "back") == "back"
+
+
+def test_an_outcome_that_cannot_reach_redis_is_counted_locally(
+    redis_server: RedisServer, redis_url: str, events: list[object]
+) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT)
+    breaker = CircuitBreaker(fresh_name(), consecutive_failures=1, clock=clock, store=store)
+
+    def dies_with_redis() -> None:
+        redis_server.stop()
+        raise Boom
+
+    try:
+        with pytest.raises(Boom):
+            breaker.call(dies_with_redis)  # admitted by Redis, reported to the local breaker
+        assert [(e.operation, e.action) for e in events if isinstance(e, StoreError)] == [
+            ("record", "local")
+        ]
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: "never")
+    finally:
+        redis_server.start()
+
+
+async def test_async_outage_falls_back_and_recovers(
+    redis_server: RedisServer, async_stores: Callable[..., RedisStore], events: list[object]
+) -> None:
+    clock = FakeClock()
+    store = async_stores(socket_timeout=SOCKET_TIMEOUT, error_retry_after=1.0)
+    breaker = CircuitBreaker(fresh_name(), consecutive_failures=1, clock=clock, store=store)
+
+    async def fine() -> str:
+        return "fine"
+
+    assert await breaker.acall(fine) == "fine"
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        assert await breaker.acall(fine) == "fine"
+        assert time.monotonic() - started < SOCKET_TIMEOUT + 0.5
+    finally:
+        redis_server.start()
+    assert [(e.operation, e.action) for e in events if isinstance(e, StoreError)] == [
+        ("acquire", "local")
+    ]
+    clock.advance(1.0)
+    assert await breaker.acall(fine) == "fine"
+    assert (await breaker.ametrics()).calls == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_store_must_be_a_store() -> None:
+    with pytest.raises(TypeError, match="store must be a MemoryStore or a RedisStore"):
+        CircuitBreaker("x", store=object())  # type: ignore[arg-type]
+
+
+def test_a_memory_store_keeps_the_breaker_in_process() -> None:
+    breaker = CircuitBreaker("x", consecutive_failures=1, store=MemoryStore())
+    _fail(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+    assert "state=open" in repr(breaker)
+
+
+def test_the_repr_of_a_shared_breaker_does_no_io(redis_client: Any) -> None:
+    breaker = CircuitBreaker("x", store=RedisStore(redis_client, prefix="p"))
+    assert repr(breaker).startswith("CircuitBreaker('x', store=RedisStore(")
