@@ -640,3 +640,20 @@ def test_a_memory_store_keeps_the_breaker_in_process() -> None:
 def test_the_repr_of_a_shared_breaker_does_no_io(redis_client: Any) -> None:
     breaker = CircuitBreaker("x", store=RedisStore(redis_client, prefix="p"))
     assert repr(breaker).startswith("CircuitBreaker('x', store=RedisStore(")
+
+
+def test_configuration_shares_a_breaker_through_redis_url(redis_url: str) -> None:
+    from resilient.config import load_policies
+
+    section = {"consecutive_failures": 2, "redis_url": redis_url, "on_error": "deny"}
+    first = load_policies({"orders": {"circuit_breaker": section}})["orders"]
+    second = load_policies({"orders": {"circuit_breaker": section}})["orders"]
+    breaker = first.policies[0]
+    assert isinstance(breaker, CircuitBreaker)
+    assert isinstance(breaker.store, RedisStore)
+    assert breaker.store.on_error == "deny"
+    for _ in range(2):
+        with pytest.raises(Boom):
+            first.call(_raise_boom)
+    with pytest.raises(CircuitOpenError):
+        second.call(lambda: "never")
