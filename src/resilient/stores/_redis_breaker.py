@@ -305,11 +305,16 @@ class _RedisCircuitBackend:
         try:
             reply = self._eval(op)
         except StoreUnavailable as error:
-            self._operator_failed(error, op, now)
-            self._local_used = True
-            self._local.force(state, now)
+            self._force_locally(error, op, state, now)
             return
         self._recorded(reply)
+
+    def _force_locally(
+        self, error: StoreUnavailable, op: str, state: CircuitState, now: float
+    ) -> None:
+        self._operator_failed(error, op, now)
+        self._local_used = True
+        self._local.force(state, now)
 
     def _operator_failed(self, error: StoreUnavailable, operation: str, now: float) -> None:
         if self._store.on_error == "raise":
@@ -364,9 +369,7 @@ class _RedisCircuitBackend:
         try:
             reply = await self._aeval(op)
         except StoreUnavailable as error:
-            self._operator_failed(error, op, now)
-            self._local_used = True
-            self._local.force(state, now)
+            self._force_locally(error, op, state, now)
             return
         self._recorded(reply)
 
