@@ -56,6 +56,24 @@ def measure(fn: Callable[[], object], *, number: int | None = None, repeat: int 
     return min(run(number) for _ in range(repeat)) / number
 
 
+def measure_paired(
+    candidates: dict[str, Callable[[], object]], rounds: int = 7, number: int = 2000
+) -> dict[str, float]:
+    """Seconds per call of each candidate: the best of ``rounds`` alternating timed loops."""
+    best = dict.fromkeys(candidates, float("inf"))
+    for fn in candidates.values():  # warm up: connections, script cache
+        for _ in range(200):
+            fn()
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            loop = range(number)
+            start = time.perf_counter()
+            for _ in loop:
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / number)
+    return best
+
+
 def measure_async(
     fn: Callable[[], Awaitable[object]],
     backend: str = "asyncio",

@@ -3,16 +3,25 @@
 Peers: pybreaker and circuitbreaker (fabfuel), each as a decorator with default settings.
 Targets: at most 0.5 µs per call (count window), no slower than circuitbreaker, and 3x faster
 than pybreaker.
+
+Shared through Redis (no target; for the record): a call through
+``CircuitBreaker(store=RedisStore(...))`` is two script calls (acquire, record), compared with a
+PING round trip and with pybreaker's ``CircuitRedisStorage``, on one connection each.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import circuitbreaker
 import pybreaker
 
 from resilient import CircuitBreaker, CountWindow, TimeWindow
 
-from ._harness import Report, measure
+from ._harness import Report, measure, measure_paired
+
+ROOT = Path(__file__).resolve().parent.parent
 
 GROUP = "circuit breaker: closed, success (sync)"
 
@@ -22,6 +31,11 @@ def work() -> int:
 
 
 def run(report: Report) -> None:
+    _memory(report)
+    _redis(report)
+
+
+def _memory(report: Report) -> None:
     ours = CircuitBreaker("bench", window=CountWindow(100))(work)
     ours_time = CircuitBreaker("bench-time", window=TimeWindow(30))(work)
     breaker = CircuitBreaker("bench-call")
@@ -52,3 +66,36 @@ def run(report: Report) -> None:
         seconds * 3 <= py,
         f"{py / seconds:.1f}x",
     )
+
+
+def _redis(report: Report) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests._redis_server import RedisServer, find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        print("  redis-server not found: Redis rows skipped", flush=True)
+        return
+    import redis
+
+    from resilient.stores import RedisStore
+
+    with RedisServer(binary) as server:
+        client = redis.Redis.from_url(server.url)
+        theirs_client = redis.Redis.from_url(server.url)
+        ours = CircuitBreaker("bench-shared", window=TimeWindow(30), store=RedisStore(client))
+        storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, theirs_client)
+        theirs = pybreaker.CircuitBreaker(state_storage=storage)
+        execute = client.execute_command
+        rows = measure_paired(
+            {
+                "PING (one round trip)": lambda: execute("PING"),
+                "resilient CircuitBreaker(store=RedisStore).call": lambda: ours.call(work),
+                "pybreaker CircuitRedisStorage .call": lambda: theirs.call(work),
+            }
+        )
+        group = "circuit breaker shared through Redis on 127.0.0.1: closed, success"
+        for name, seconds in rows.items():
+            report.add(group, name, seconds, baseline=name.startswith("PING"))
+        client.close()
+        theirs_client.close()

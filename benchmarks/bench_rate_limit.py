@@ -14,11 +14,9 @@ machine), so rows are measured in alternation and the best of several rounds is 
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from ._harness import Report, measure, measure_async
+from ._harness import Report, measure, measure_async, measure_paired
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,24 +90,6 @@ def _memory(report: Report) -> None:
     )
 
 
-def _paired(
-    candidates: dict[str, Callable[[], object]], rounds: int = 7, number: int = 2000
-) -> dict[str, float]:
-    """Seconds per call of each candidate: the best of ``rounds`` alternating timed loops."""
-    best = dict.fromkeys(candidates, float("inf"))
-    for fn in candidates.values():  # warm up: connections, script cache
-        for _ in range(200):
-            fn()
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            loop = range(number)
-            start = time.perf_counter()
-            for _ in loop:
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / number)
-    return best
-
-
 def _redis(report: Report) -> None:
     sys.path.insert(0, str(ROOT))
     from tests._redis_server import RedisServer, find_redis_server
@@ -136,7 +116,7 @@ def _redis(report: Report) -> None:
         big = RateLimitItemPerSecond(10**9)
         per_second = RateLimitItemPerSecond(1000)
         execute = client.execute_command
-        rows = _paired(
+        rows = measure_paired(
             {
                 "PING (one round trip)": lambda: execute("PING"),
                 "resilient TokenBucket.try_acquire('k')": lambda: bucket.try_acquire("k"),

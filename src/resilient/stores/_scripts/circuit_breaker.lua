@@ -56,9 +56,18 @@ else
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local flat = redis.call('HGETALL', key)
 local s = {}
-for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
+if op == 'acquire' then
+  -- The hot path needs the state fields only, not the window.
+  local names = {'st', 'gen', 'since', 'till', 'reo', 'ti', 'tp', 'ls', 'cf'}
+  local values = redis.call('HMGET', key, unpack(names))
+  for i, name in ipairs(names) do
+    if values[i] then s[name] = values[i] end
+  end
+else
+  local flat = redis.call('HGETALL', key)
+  for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
+end
 
 local function num(field)
   return tonumber(s[field] or '0')
