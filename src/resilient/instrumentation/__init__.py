@@ -34,6 +34,10 @@ from .._events import (
 )
 from ._logging import disable_logging, enable_logging, log_event
 
+#: The name the design gives the budget's event; in this namespace it cannot be mistaken for
+#: the exception `resilient.RetryBudgetExhausted`. The same class as `RetryBudgetExhaustedEvent`.
+RetryBudgetExhausted = RetryBudgetExhaustedEvent
+
 __all__ = [
     "CallRejected",
     "CircuitStateChanged",
@@ -44,6 +48,7 @@ __all__ = [
     "LimitChanged",
     "RateLimited",
     "RetriesExhausted",
+    "RetryBudgetExhausted",
     "RetryBudgetExhaustedEvent",
     "RetryScheduled",
     "StoreError",
