@@ -96,6 +96,12 @@ async def async_redis_client(redis_url: str, anyio_backend: str) -> AsyncIterato
         pytest.skip("redis.asyncio runs on asyncio only")
     import redis.asyncio
 
-    client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    # A blocking pool, as the docs advise: many concurrent tasks queue for a connection
+    # instead of failing (redis-py >= 8 caps its default async pool at 100 connections).
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        redis_url, max_connections=50, timeout=2.0, socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+    client = redis.asyncio.Redis(connection_pool=pool)
     yield client
     await client.aclose()
+    await pool.disconnect()

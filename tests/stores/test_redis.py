@@ -192,6 +192,19 @@ async def test_tasks_never_over_admit_with_an_async_client(
     assert await _admitted_by_500_tasks(limiter) == 50
 
 
+async def test_from_url_async_client_queues_500_tasks_instead_of_failing_open(
+    redis_url: str, anyio_backend: str
+) -> None:
+    if anyio_backend != "asyncio":
+        pytest.skip("redis.asyncio runs on asyncio only")
+    store = RedisStore.from_url(redis_url, asynchronous=True, socket_timeout=2.0)
+    limiter = TokenBucket(rate=1e-3, capacity=50, store=store)
+    try:
+        assert await _admitted_by_500_tasks(limiter) == 50
+    finally:
+        await store.client.aclose()
+
+
 WORKER = """
 import sys
 import redis

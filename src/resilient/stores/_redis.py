@@ -189,6 +189,7 @@ class RedisStore:
         *,
         asynchronous: bool = False,
         socket_timeout: float = 0.25,
+        max_connections: int = 50,
         prefix: str = "resilient",
         on_error: str = "allow",
         error_retry_after: float = 1.0,
@@ -199,6 +200,8 @@ class RedisStore:
             url: a Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
             asynchronous: build a ``redis.asyncio.Redis`` instead of a ``redis.Redis``.
             socket_timeout: seconds to wait for a connection or a reply (default 0.25).
+            max_connections: the size of the async client's connection pool (default 50);
+                beyond it, calls wait for a free connection, at most ``socket_timeout``.
             prefix: see `RedisStore`.
             on_error: see `RedisStore`.
             error_retry_after: see `RedisStore`.
@@ -213,11 +216,19 @@ class RedisStore:
             "socket_connect_timeout": socket_timeout,
             "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
         }
-        client: Any = (
-            redis.asyncio.Redis.from_url(url, **options)
-            if asynchronous
-            else redis.Redis.from_url(url, **options)
-        )
+        client: Any
+        if asynchronous:
+            # Tasks are cheap and many: with redis-py's default pool, more concurrent calls
+            # than connections fail at once (MaxConnectionsError, redis-py >= 8), which would
+            # read as an outage. A blocking pool makes them queue for a connection instead,
+            # for at most the socket timeout.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=socket_timeout, **options
+            )
+            client = redis.asyncio.Redis(connection_pool=pool)
+            client.auto_close_connection_pool = True  # aclose() closes the pool too
+        else:
+            client = redis.Redis.from_url(url, **options)
         return cls(client, prefix=prefix, on_error=on_error, error_retry_after=error_retry_after)
 
     def __repr__(self) -> str:
