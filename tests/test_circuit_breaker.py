@@ -557,3 +557,19 @@ class BreakerMachine(RuleBasedStateMachine):
 
 BreakerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
 test_breaker_matches_the_reference_model = BreakerMachine.TestCase
+
+
+def test_rejections_by_inner_policies_count_neither_way() -> None:
+    from resilient import Bulkhead, BulkheadFullError, Pipeline, RateLimitedError
+
+    breaker = CircuitBreaker("b", minimum_calls=1, consecutive_failures=1, clock=FakeClock())
+    bulkhead = Bulkhead(1)
+    guarded = Pipeline(breaker, bulkhead)
+    with bulkhead, pytest.raises(BulkheadFullError):  # the only slot is taken
+        guarded.call(lambda: "never")
+    with pytest.raises(RateLimitedError):
+        breaker.call(lambda: (_ for _ in ()).throw(RateLimitedError("api", 1.0)))
+    assert breaker.metrics().calls == 0
+    assert breaker.state is CircuitState.CLOSED
+    assert guarded.call(lambda: "ok") == "ok"
+    assert breaker.metrics().calls == 1

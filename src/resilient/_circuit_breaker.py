@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from typing_extensions import ParamSpec, Self
 
 from ._clock import Clock, check_clock
-from ._errors import CircuitOpenError
+from ._errors import CircuitOpenError, Rejected
 from ._events import HUB, CallRejected, CircuitStateChanged
 from ._policy import Policy
 
@@ -710,8 +710,10 @@ class CircuitBreaker(Policy):
 
     A call counts as a failure when it raises an exception matching ``failure_on`` that is not
     one of ``ignore``, or when ``failure_result`` is true of its result. Exceptions matching
-    ``ignore``, and cancellation, `KeyboardInterrupt`, `SystemExit` (every `BaseException` that
-    is not an `Exception`) count neither way; a trial ended that way gives its slot back.
+    ``ignore``, rejections by resilient's own policies (`resilient.Rejected`: a full bulkhead or
+    a rate limit inside the breaker, an inner breaker), and cancellation, `KeyboardInterrupt`,
+    `SystemExit` (every `BaseException` that is not an `Exception`) count neither way; a trial
+    ended that way gives its slot back.
     Other exceptions count as successes (the dependency answered).
 
     Works as a decorator, with `call` / `acall`, and as ``with`` / ``async with``.
@@ -920,7 +922,13 @@ class CircuitBreaker(Policy):
         return CircuitOpenError(self.name, retry_after)
 
     def _classify(self, exc: BaseException) -> int:
-        if not isinstance(exc, Exception) or (self._ignore and isinstance(exc, self._ignore)):
+        if (
+            not isinstance(exc, Exception)
+            # A rejection by one of resilient's own policies (a full bulkhead inside this
+            # breaker, an inner breaker, a rate limiter) says nothing about the dependency.
+            or isinstance(exc, Rejected)
+            or (self._ignore and isinstance(exc, self._ignore))
+        ):
             return NEUTRAL
         predicate = self._failure_predicate
         if predicate is None:
