@@ -73,7 +73,7 @@ class Scenario:
 
 FULL = Scenario(phases=(("healthy", 2.0), ("outage", 3.5), ("recovery", 2.5)))
 QUICK = Scenario(
-    phases=(("healthy", 0.5), ("outage", 1.0), ("recovery", 0.6)),
+    phases=(("healthy", 0.5), ("outage", 1.0), ("recovery", 0.8)),
     breaker_window=0.5,
     open_for=0.25,
 )
