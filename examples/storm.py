@@ -186,8 +186,6 @@ def resilient_pipeline(scenario: Scenario) -> Pipeline:
             minimum_calls=10,
             open_for=scenario.open_for,
             half_open_calls=2,
-            # The bulkhead's rejections are no news about the upstream.
-            ignore=BulkheadFullError,
         ),
         Bulkhead(
             scenario.clients // 2, max_waiting=scenario.clients, max_wait=0.1, name="upstream"
