@@ -657,3 +657,25 @@ def test_configuration_shares_a_breaker_through_redis_url(redis_url: str) -> Non
             first.call(_raise_boom)
     with pytest.raises(CircuitOpenError):
         second.call(lambda: "never")
+
+
+def test_with_on_error_raise_a_lost_outcome_is_not_raised_and_the_next_call_asks_redis(
+    redis_server: RedisServer, redis_url: str, events: list[object]
+) -> None:
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, on_error="raise")
+    breaker = CircuitBreaker(fresh_name(), store=store)
+
+    def dies_with_redis() -> str:
+        redis_server.stop()
+        return "done"
+
+    try:
+        assert breaker.call(dies_with_redis) == "done"  # the result, not StoreUnavailable
+        with pytest.raises(StoreUnavailable):
+            breaker.call(lambda: "never")
+    finally:
+        redis_server.start()
+    assert [(e.operation, e.action) for e in events if isinstance(e, StoreError)] == [
+        ("record", "local"),
+        ("acquire", "raise"),
+    ]

@@ -90,7 +90,6 @@ class _RedisCircuitBackend:
         self._on_transition = settings["on_transition"]
         self._clock = settings["clock"]
         self._slow_call_duration: float | None = settings["slow_call_duration"]
-        self._slow_rate_on = settings["slow_call_rate"] is not None
         self._local = _MemoryBackend(**settings)
         self._local_used = False  # the local breaker decided something since Redis last did
         self._offline_until: float | None = None
@@ -173,20 +172,32 @@ class _RedisCircuitBackend:
             self._local = _MemoryBackend(**{**self._settings, "now": self._clock()})
             self._local_used = False
 
-    def _failed(self, error: StoreUnavailable, operation: str, now: float, action: str) -> None:
-        self._offline_until = now + self._store.error_retry_after
+    def _failed(self, error: StoreUnavailable, operation: str, now: float) -> None:
+        """Apply ``on_error`` to a failed script call.
+
+        Says so in a ``StoreError`` event, then raises the error, or pauses Redis for
+        ``error_retry_after`` seconds (the caller then acts locally).
+        """
+        on_error = self._store.on_error
+        if operation == "record":
+            action = "local"  # the call already ran: its outcome is neither refused nor raised
+        elif on_error == "raise":
+            action = "raise"
+        elif on_error == "deny" and operation == "acquire":
+            action = "deny"
+        else:
+            action = "local"
         if HUB.active:
             HUB.emit(StoreError(self._kind, self._name, operation, error, action))
+        if action == "raise":
+            raise error
+        if on_error != "raise":  # "raise" asks Redis every time: no pause
+            self._offline_until = now + self._store.error_retry_after
 
     def _acquire_failed(self, error: StoreUnavailable | None, now: float) -> _Permit | _Rejection:
-        on_error = self._store.on_error
         if error is not None:
-            if on_error == "raise":
-                if HUB.active:
-                    HUB.emit(StoreError(self._kind, self._name, "acquire", error, "raise"))
-                raise error
-            self._failed(error, "acquire", now, "local" if on_error == "allow" else "deny")
-        if on_error == "deny":
+            self._failed(error, "acquire", now)
+        if self._store.on_error == "deny":
             return _Rejection(OPEN, (self._offline_until or now) - now)
         self._local_used = True
         return self._local.acquire(now)
@@ -195,7 +206,7 @@ class _RedisCircuitBackend:
         self, error: StoreUnavailable, outcome: int, duration: float, now: float | None
     ) -> None:
         when = self._clock() if now is None else now
-        self._failed(error, "record", when, "local")
+        self._failed(error, "record", when)
         self._record_locally(outcome, duration, when)
 
     def _record_locally(self, outcome: int, duration: float, now: float) -> None:
@@ -268,8 +279,8 @@ class _RedisCircuitBackend:
         if type(permit) is not _SharedPermit:
             self._local.record(permit, outcome, duration, now)
             return
-        if permit.generation < 0:
-            return  # DISABLED: nothing is counted
+        if permit.generation < 0 or (outcome == NEUTRAL and not permit.trial):
+            return  # DISABLED, or a call that counts neither way: nothing to tell Redis
         try:
             reply = self._eval("record", *self._record_args(permit, outcome, duration))
         except StoreUnavailable as error:
@@ -286,7 +297,7 @@ class _RedisCircuitBackend:
         try:
             reply = self._eval("read")
         except StoreUnavailable as error:
-            self._operator_failed(error, "read", now)
+            self._failed(error, "read", now)
             return self._local.poll(now)
         return self._metrics("", reply, now).state
 
@@ -295,7 +306,7 @@ class _RedisCircuitBackend:
         try:
             reply = self._eval("read")
         except StoreUnavailable as error:
-            self._operator_failed(error, "read", now)
+            self._failed(error, "read", now)
             return self._local.snapshot(name, now)
         return self._metrics(name, reply, now)
 
@@ -312,16 +323,9 @@ class _RedisCircuitBackend:
     def _force_locally(
         self, error: StoreUnavailable, op: str, state: CircuitState, now: float
     ) -> None:
-        self._operator_failed(error, op, now)
+        self._failed(error, op, now)
         self._local_used = True
         self._local.force(state, now)
-
-    def _operator_failed(self, error: StoreUnavailable, operation: str, now: float) -> None:
-        if self._store.on_error == "raise":
-            if HUB.active:
-                HUB.emit(StoreError(self._kind, self._name, operation, error, "raise"))
-            raise error
-        self._failed(error, operation, now, "local")
 
     # -- the backend interface, async ----------------------------------------------------------
 
@@ -343,7 +347,7 @@ class _RedisCircuitBackend:
         if type(permit) is not _SharedPermit:
             self._local.record(permit, outcome, duration, now)
             return
-        if permit.generation < 0:
+        if permit.generation < 0 or (outcome == NEUTRAL and not permit.trial):
             return
         args = self._record_args(permit, outcome, duration)
         try:
@@ -359,7 +363,7 @@ class _RedisCircuitBackend:
         try:
             reply = await self._aeval("read")
         except StoreUnavailable as error:
-            self._operator_failed(error, "read", now)
+            self._failed(error, "read", now)
             return self._local.snapshot(name, now)
         return self._metrics(name, reply, now)
 
