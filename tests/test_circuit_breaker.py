@@ -573,3 +573,33 @@ def test_rejections_by_inner_policies_count_neither_way() -> None:
     assert breaker.state is CircuitState.CLOSED
     assert guarded.call(lambda: "ok") == "ok"
     assert breaker.metrics().calls == 1
+
+
+def test_a_predicate_that_raises_propagates_and_gives_the_trial_slot_back() -> None:
+    clock = FakeClock()
+
+    def judge(result: object) -> bool:
+        if result == "weird":
+            raise ZeroDivisionError("bug in the predicate")
+        return False
+
+    breaker = CircuitBreaker(
+        "b",
+        consecutive_failures=1,
+        failure_rate=None,
+        open_for=1.0,
+        failure_result=judge,
+        failure_on=lambda exc: 1 / 0 if isinstance(exc, KeyError) else True,  # type: ignore[arg-type, return-value]
+        clock=clock,
+    )
+    with pytest.raises(Boom):
+        breaker.call(lambda: (_ for _ in ()).throw(Boom()))
+    clock.advance(1.0)
+    with pytest.raises(ZeroDivisionError):
+        breaker.call(lambda: "weird")  # the only trial: counted neither way, slot returned
+    with pytest.raises(ZeroDivisionError) as raised:
+        breaker.call(lambda: {}["missing"])  # the same for a predicate on exceptions
+    assert isinstance(raised.value.__context__, KeyError)
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.call(lambda: "fine") == "fine"  # a trial slot is still there
+    assert breaker.state is CircuitState.CLOSED

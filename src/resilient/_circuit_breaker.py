@@ -339,6 +339,7 @@ class _Rejection:
 
 
 _PASS = _Permit(False)  # DISABLED: run the call, record nothing
+_JUDGED_SUCCESS: tuple[int, BaseException | None] = (SUCCESS, None)
 
 Transition = Callable[[CircuitState, CircuitState], None]
 
@@ -935,6 +936,43 @@ class CircuitBreaker(Policy):
             return FAILURE if isinstance(exc, self._failure_on) else SUCCESS
         return FAILURE if predicate(exc) else SUCCESS
 
+    # A predicate of the user's (``failure_on``, ``failure_result``) may raise. The call's
+    # outcome is then recorded as NEUTRAL, so a trial slot is never lost, before the predicate's
+    # error propagates. ``_judge*`` return (outcome, the predicate's error or None).
+
+    def _judge(self, exc: BaseException | None) -> tuple[int, BaseException | None]:
+        if exc is None:
+            return _JUDGED_SUCCESS
+        try:
+            return self._classify(exc), None
+        except BaseException as broken:
+            return NEUTRAL, broken
+
+    def _judge_result(self, result: object) -> tuple[int, BaseException | None]:
+        failure_result = self._failure_result
+        if failure_result is None:
+            return _JUDGED_SUCCESS
+        try:
+            return (FAILURE if failure_result(result) else SUCCESS), None
+        except BaseException as broken:
+            return NEUTRAL, broken
+
+    def _settle(
+        self, permit: _Permit, start: float | None, judged: tuple[int, BaseException | None]
+    ) -> None:
+        outcome, broken = judged
+        self._finish(permit, outcome, start)
+        if broken is not None:
+            raise broken
+
+    async def _asettle(
+        self, permit: _Permit, start: float, judged: tuple[int, BaseException | None]
+    ) -> None:
+        outcome, broken = judged
+        await self._afinish(permit, outcome, start)
+        if broken is not None:
+            raise broken
+
     def _finish(self, permit: _Permit, outcome: int, start: float | None) -> None:
         if self._timed and start is not None:
             end = self._monotonic()
@@ -961,13 +999,9 @@ class CircuitBreaker(Policy):
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(permit, self._classify(exc), start)
+            self._settle(permit, start, self._judge(exc))
             raise
-        failure_result = self._failure_result
-        if failure_result is not None and failure_result(result):
-            self._finish(permit, FAILURE, start)
-        else:
-            self._finish(permit, SUCCESS, start)
+        self._settle(permit, start, self._judge_result(result))
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -991,13 +1025,9 @@ class CircuitBreaker(Policy):
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(permit, self._classify(exc), start)
+            self._settle(permit, start, self._judge(exc))
             raise
-        failure_result = self._failure_result
-        if failure_result is not None and failure_result(result):
-            self._finish(permit, FAILURE, start)
-        else:
-            self._finish(permit, SUCCESS, start)
+        self._settle(permit, start, self._judge_result(result))
         return result
 
     async def _acall_shared(
@@ -1011,13 +1041,9 @@ class CircuitBreaker(Policy):
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            await self._afinish(permit, self._classify(exc), start)
+            await self._asettle(permit, start, self._judge(exc))
             raise
-        failure_result = self._failure_result
-        if failure_result is not None and failure_result(result):
-            await self._afinish(permit, FAILURE, start)
-        else:
-            await self._afinish(permit, SUCCESS, start)
+        await self._asettle(permit, start, self._judge_result(result))
         return result
 
     async def _afinish(self, permit: _Permit, outcome: int, start: float) -> None:
@@ -1030,9 +1056,10 @@ class CircuitBreaker(Policy):
         acquire = backend.acquire
         record = backend.record
         monotonic = self._monotonic
-        classify = self._classify
+        judge = self._judge
+        judge_result = self._judge_result
+        settle = self._settle
         reject = self._reject
-        finish = self._finish
         failure_result = self._failure_result
         timed = self._timed
 
@@ -1049,10 +1076,10 @@ class CircuitBreaker(Policy):
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                finish(permit, classify(exc), start)
+                settle(permit, start, judge(exc))
                 raise
-            if failure_result is not None and failure_result(result):
-                finish(permit, FAILURE, start)
+            if failure_result is not None:
+                settle(permit, start, judge_result(result))
             elif timed:
                 end = monotonic()
                 record(permit, SUCCESS, end - start, end)  # type: ignore[operator]
@@ -1079,7 +1106,7 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         entry = self._pop_entry()
-        self._finish(entry.permit, SUCCESS if exc is None else self._classify(exc), entry.start)
+        self._settle(entry.permit, entry.start, self._judge(exc))
 
     def _pop_entry(self) -> _Entry:
         entry = _entries.get()
@@ -1108,8 +1135,7 @@ class CircuitBreaker(Policy):
             self.__exit__(exc_type, exc, tb)
             return
         entry = self._pop_entry()
-        outcome = SUCCESS if exc is None else self._classify(exc)
-        await self._afinish(entry.permit, outcome, entry.start)
+        await self._asettle(entry.permit, entry.start, self._judge(exc))
 
     def __repr__(self) -> str:
         if self._shared:  # no I/O in a repr
