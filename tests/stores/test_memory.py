@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+
+import pytest
 
 from resilient import SlidingWindow, TokenBucket
 from resilient.stores import MemoryStore
@@ -73,3 +76,42 @@ def test_limiters_sharing_a_store_keep_separate_keys_and_one_bound() -> None:
     store.clear()
     assert len(store) == 0
     assert first.try_acquire("k")
+
+
+class _HeldClock(FakeClock):
+    """A fake clock whose reading by the thread named "held" blocks until released."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def monotonic(self) -> float:
+        now = super().monotonic()
+        if threading.current_thread().name == "held":
+            self.reading.set()
+            self.release.wait(10)
+        return now
+
+
+@pytest.mark.parametrize("precise", [False, True])
+def test_a_sliding_window_never_decides_with_a_time_older_than_its_state(precise: bool) -> None:
+    clock = _HeldClock(0.5)
+    limiter = SlidingWindow(limit=10, window=1.0, precise=precise, clock=clock)
+    admitted = sum(limiter.try_acquire("k").allowed for _ in range(9))
+    results: list[bool] = []
+    clock._now = 0.999
+    held = threading.Thread(
+        name="held", target=lambda: results.append(limiter.try_acquire("k").allowed)
+    )
+    held.start()
+    assert clock.reading.wait(10)  # "held" has read 0.999 and is stalled
+    clock._now = 1.0
+    other = threading.Thread(target=lambda: results.append(limiter.try_acquire("k").allowed))
+    other.start()
+    other.join(0.2)  # (it cannot finish first when the clock is read under the store's lock)
+    clock.release.set()
+    held.join(10)
+    other.join(10)
+    admitted += sum(results) + sum(limiter.try_acquire("k").allowed for _ in range(10))
+    assert admitted <= 10  # within half a second of a 10-per-second window

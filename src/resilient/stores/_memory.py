@@ -315,9 +315,11 @@ class _SlidingCounter(_Binding):
         self.decide = self._decide
 
     def _decide(self, key: str = "", cost: int = 1) -> Decision:
-        now = round(self._monotonic() * TICKS_PER_SECOND)
         store = self._store
         with store._lock:
+            # The clock is read under the lock: a decision made with an older time after one
+            # made with a newer time would treat the key's newer slot as foreign and reset it.
+            now = round(self._monotonic() * TICKS_PER_SECOND)
             if not key:
                 entry: list[Any] | None = self._default
                 composite = None
@@ -370,12 +372,13 @@ class _SlidingLog(_Binding):
         self.decide = self._decide
 
     def _decide(self, key: str = "", cost: int = 1) -> Decision:
-        now = round(self._monotonic() * TICKS_PER_SECOND)
         store = self._store
         window = self._window
         limit = self._limit
-        horizon = now - window
         with store._lock:
+            # Under the lock, so that timestamps enter the log in order (see _SlidingCounter).
+            now = round(self._monotonic() * TICKS_PER_SECOND)
+            horizon = now - window
             if not key:
                 entry: list[Any] | None = self._default
                 composite = None
