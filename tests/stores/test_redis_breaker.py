@@ -679,3 +679,27 @@ def test_with_on_error_raise_a_lost_outcome_is_not_raised_and_the_next_call_asks
         ("record", "local"),
         ("acquire", "raise"),
     ]
+
+
+def test_the_trial_lease_runs_from_when_the_trial_was_handed_out(redis_client: Any) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        fresh_name(),
+        consecutive_failures=1,
+        open_for=1.0,
+        clock=clock,
+        store=RedisStore(redis_client),
+    )
+    pin(breaker, clock)
+    backend: Any = breaker._backend
+    _fail(breaker, 1)
+    clock.advance(1.0)
+    assert breaker.state is CircuitState.HALF_OPEN  # entered by a look, long before any trial
+    clock.advance(60.0)
+    trial = backend.acquire(clock.monotonic())
+    assert trial.trial
+    clock.advance(0.005)
+    with pytest.raises(CircuitOpenError):  # the trial in flight is not presumed lost
+        breaker.call(lambda: "second trial")
+    backend.record(trial, 1, 0.0, clock.monotonic())
+    assert breaker.state is CircuitState.OPEN

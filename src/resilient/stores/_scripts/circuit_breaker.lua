@@ -25,15 +25,9 @@
 -- Hash fields: st state, gen generation (bumped whenever a CLOSED or HALF_OPEN period ends, so
 -- outcomes of calls begun in an earlier period are recognised and dropped), since (ms) when
 -- the state began, till (ms) end of the OPEN period, reo openings in a row, ti trials issued,
--- tp trials passed, ls start of the trial lease, cf consecutive failures; a count window keeps
--- ring (one character per call: its outcome code), idx, n, f, w; a time window keeps e<i>,
--- c<i>, f<i>, w<i> per bucket i (epoch, calls, failures, slow calls).
---
--- Replies (strings and integers only):
---   acquire: {verdict, state, generation, retry_after_ms, old_state_or_"", since_age_ms}
---            verdict 0 rejected, 1 a normal call, 2 a trial, 3 run and record nothing
---   read:    {state, old_state_or_"", since_age_ms, calls, failures, slow, consecutive}
---   others:  {state, old_state_or_""}
+-- tp trials passed, ls (ms) when the latest trial was handed out, cf consecutive failures; a
+-- count window keeps ring (one character per call: its outcome code), idx, n, f, w; a time
+-- window keeps e<i>, c<i>, f<i>, w<i> per bucket i (epoch, calls, failures, slow calls).
 
 local key = KEYS[1]
 local op = ARGV[1]
@@ -226,6 +220,7 @@ if op == 'acquire' or op == 'read' then
     retry_after = tonumber(string.match(ARGV[10], '[^,]+'))
   elseif st == 'half_open' and ti < half_open_calls then
     ti = ti + 1
+    ls = now  -- the lease runs from the latest trial handed out
     verdict = 2
     moved = true
   end
