@@ -421,3 +421,15 @@ def test_keys_of_one_decision_share_a_cluster_hash_tag(redis_client: Any) -> Non
     tag = key[key.index("{") + 1 : key.index("}")]
     assert tag == "payments:user:{42"
     assert store._key("payments", "user:{42}", "other").startswith("app:{" + tag + "}")
+
+
+def test_names_and_keys_with_colons_never_share_a_redis_key(redis_client: Any) -> None:
+    store = RedisStore(redis_client)
+    first = TokenBucket(rate=1e-3, capacity=1, store=store, name="api")
+    second = TokenBucket(rate=1e-3, capacity=1, store=store, name="api:user")
+    assert first.try_acquire("user:42").allowed
+    assert second.try_acquire("42").allowed
+    assert sorted(redis_client.keys("resilient:*")) == [
+        b"resilient:{api:user:42}:gcra",
+        b"resilient:{api\\:user:42}:gcra",
+    ]

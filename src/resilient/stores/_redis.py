@@ -18,8 +18,9 @@ A policy that keeps shared state in Redis (the rate limiters here, the circuit b
     ``store._script(name)`` caches one per store.
 
 ``store._key(name, key, suffix)``
-    The Redis key ``"<prefix>:{<name>:<key>}:<suffix>"``. Keys built with the same ``name``
-    and ``key`` share the hash tag, hence the cluster slot.
+    The Redis key ``"<prefix>:{<name>:<key>}:<suffix>"``, with backslashes and colons in the name
+    escaped by a backslash so that different (name, key) pairs never meet. Keys built with the
+    same ``name`` and ``key`` share the hash tag, hence the cluster slot.
 
 ``store._eval(script, keys, args)`` and ``await store._aeval(script, keys, args)``
     Run the script (EVALSHA, reloading on NOSCRIPT) and return its reply. ``args`` are
@@ -243,7 +244,10 @@ class RedisStore:
         return script
 
     def _key(self, name: str, key: str, suffix: str) -> str:
-        return f"{self.prefix}:{{{name}:{key}}}:{suffix}"
+        # The name's own backslashes and colons are escaped, so that the first bare colon ends
+        # it: name "api" with key "user:42" and name "api:user" with key "42" stay apart.
+        escaped = name.replace("\\", "\\\\").replace(":", "\\:")
+        return f"{self.prefix}:{{{escaped}:{key}}}:{suffix}"
 
     def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         if self._async:
