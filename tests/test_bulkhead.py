@@ -287,3 +287,18 @@ def test_bad_arguments_raise_value_error_naming_them(
 
 def test_is_exported() -> None:
     assert resilient.Bulkhead is Bulkhead
+
+
+@pytest.mark.parametrize("max_wait", [float("inf"), 1e12])
+def test_a_thread_can_wait_without_a_bound(max_wait: float) -> None:
+    bulkhead = Bulkhead(1, max_waiting=1, max_wait=max_wait)
+    results: list[object] = []
+    with bulkhead:
+        waiter = threading.Thread(target=lambda: results.append(bulkhead.call(lambda: "in")))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while bulkhead.waiting == 0 and waiter.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert bulkhead.waiting == 1
+    waiter.join(10)
+    assert results == ["in"]

@@ -274,7 +274,9 @@ class Bulkhead(Policy):
         assert isinstance(waiter, _Waiter)
         wait = self._wait_time()
         try:
-            waiter.lock.acquire(True, -1 if wait is None else max(0.0, wait))
+            # Beyond TIMEOUT_MAX (max_wait=inf, say) the lock refuses the timeout: wait without.
+            timeout = -1 if wait is None or wait > threading.TIMEOUT_MAX else max(0.0, wait)
+            waiter.lock.acquire(True, timeout)
         except BaseException:
             if self._abandon(waiter):
                 self._release()
