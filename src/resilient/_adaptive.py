@@ -227,10 +227,15 @@ class AdaptiveBulkhead(Bulkhead):
             self._estimate = estimate
             old = self._limit
             new = int(estimate)
-        if new != old:
-            self._set_limit(new)
-            if HUB.active:
-                HUB.emit(LimitChanged(self.kind, self.name, old, new))
+            if new == old:
+                return
+            # Applied under the same lock as it was computed, so that concurrent samples
+            # apply their limits in the order they computed them.
+            self._limit = new
+            woken = self._grant()
+        self._wake(woken)
+        if HUB.active:
+            HUB.emit(LimitChanged(self.kind, self.name, old, new))
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` in a slot and learn from its latency and outcome.

@@ -315,13 +315,6 @@ class Bulkhead(Policy):
         if not self._abandon(waiter):
             raise self._full()
 
-    def _set_limit(self, limit: int) -> None:
-        """Change the number of slots; waiters get any slots that this frees."""
-        with self._lock:
-            self._limit = limit
-            woken = self._grant()
-        self._wake(woken)
-
     # -- calls ---------------------------------------------------------------------------------
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
