@@ -382,6 +382,7 @@ class _MemoryBackend:
         "_counter",
         "_delays",
         "_failure_rate",
+        "_forced_retry_after",
         "_half_open_calls",
         "_lock",
         "_minimum_calls",
@@ -436,6 +437,12 @@ class _MemoryBackend:
         else:
             self._backoff = open_for
             self._base_open_for = 0.0
+        # FORCED_OPEN's retry_after, a hint only: open_for, or the first open period.
+        self._forced_retry_after = (
+            self._base_open_for
+            if self._backoff is None
+            else float(next(iter(self._backoff.delays()), 0.0))
+        )
         self._delays: Iterator[float] | None = None
         self._half_open_calls = half_open_calls
         self._on_transition = on_transition
@@ -519,7 +526,7 @@ class _MemoryBackend:
             if state is DISABLED:
                 return _PASS
             if state is FORCED_OPEN:
-                return _Rejection(state, self._base_open_for)
+                return _Rejection(state, self._forced_retry_after)
             moved = False
             if state is OPEN:
                 if now < self._open_until:
