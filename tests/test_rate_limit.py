@@ -600,3 +600,17 @@ def test_config_with_redis_url_shares_state_through_redis(redis_url: str) -> Non
     assert isinstance(first.store, RedisStore)
     assert first.try_acquire("k")
     assert not second.try_acquire("k")  # same name, same Redis: one limit
+
+
+def test_a_bad_max_wait_is_refused_before_anything_is_taken() -> None:
+    limiter = TokenBucket(rate=1.0, capacity=2, clock=FakeClock())
+    with pytest.raises(ValueError, match="max_wait must be >= 0"):
+        limiter.acquire("k", max_wait=-5)
+    assert limiter.try_acquire("k").remaining == 1  # the full capacity was still there
+
+
+async def test_a_bad_max_wait_is_refused_before_anything_is_taken_async() -> None:
+    limiter = TokenBucket(rate=1.0, capacity=2, clock=FakeClock())
+    with pytest.raises(ValueError, match="max_wait must be >= 0"):
+        await limiter.aacquire("k", max_wait=-5)
+    assert (await limiter.atry_acquire("k")).remaining == 1

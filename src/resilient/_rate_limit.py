@@ -386,11 +386,11 @@ class RateLimiter(Policy):
         """
         if cost is not _ONE:
             self._check_cost(cost)
+        if max_wait is not None:  # checked first: a bad argument takes nothing
+            max_wait = _check_max_wait(max_wait)
         decision = self._decide(key, cost)
         if decision[0]:
             return decision
-        if max_wait is not None:
-            max_wait = _check_max_wait(max_wait)
         started = self._clock.monotonic()
         while True:
             if not self._wait_for(decision, max_wait, started):
@@ -406,12 +406,12 @@ class RateLimiter(Policy):
         """Async `acquire`: waits with the clock's async sleep (asyncio or trio)."""
         if cost is not _ONE:
             self._check_cost(cost)
+        if max_wait is not None:
+            max_wait = _check_max_wait(max_wait)
         adecide = self._backend.adecide
         decision = await adecide(key, cost)
         if decision[0]:
             return decision
-        if max_wait is not None:
-            max_wait = _check_max_wait(max_wait)
         started = self._clock.monotonic()
         while True:
             if not self._wait_for(decision, max_wait, started):
