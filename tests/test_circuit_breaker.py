@@ -496,7 +496,8 @@ class BreakerMachine(RuleBasedStateMachine):
             half_open_calls=trials,
             clock=self.clock,
         )
-        self.model = Model(size, minimum, rate, slow_rate, trials)
+        # A count window never holds more than its size: the breaker caps the minimum there.
+        self.model = Model(size, min(minimum, size), rate, slow_rate, trials)
 
     @rule(failed=st.booleans(), slow=st.booleans())
     def call(self, failed: bool, slow: bool) -> None:
@@ -603,3 +604,11 @@ def test_a_predicate_that_raises_propagates_and_gives_the_trial_slot_back() -> N
     assert breaker.state is CircuitState.HALF_OPEN
     assert breaker.call(lambda: "fine") == "fine"  # a trial slot is still there
     assert breaker.state is CircuitState.CLOSED
+
+
+def test_minimum_calls_is_capped_at_the_size_of_a_count_window() -> None:
+    breaker = CircuitBreaker("b", window=CountWindow(4), clock=FakeClock())  # minimum_calls=10
+    for _ in range(4):
+        with pytest.raises(Boom):
+            breaker.call(lambda: (_ for _ in ()).throw(Boom()))
+    assert breaker.state is CircuitState.OPEN

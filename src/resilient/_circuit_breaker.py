@@ -736,7 +736,8 @@ class CircuitBreaker(Policy):
             ``slow_call_rate``).
         consecutive_failures: also trip after this many failures in a row (None: off).
         window: `CountWindow` (default ``CountWindow(100)``) or `TimeWindow`.
-        minimum_calls: the rates are not judged before the window holds this many calls.
+        minimum_calls: the rates are not judged before the window holds this many calls
+            (capped at the size of a `CountWindow`, which never holds more).
         open_for: seconds OPEN before the first trial (default 30), or a backoff whose
             ``delays()`` iterator gives the open period of the 1st, 2nd, ... opening in a row
             (for example `resilient.Backoff`; any object with such a ``delays()`` works).
@@ -819,6 +820,9 @@ class CircuitBreaker(Policy):
         elif not isinstance(window, (CountWindow, TimeWindow)):
             raise TypeError(f"window must be a CountWindow or a TimeWindow, got {window!r}")
         _check_int(minimum_calls, "minimum_calls", 1)
+        if isinstance(window, CountWindow) and minimum_calls > window.size:
+            # A count window never holds more than its size (resilience4j caps it alike).
+            minimum_calls = window.size
         if isinstance(open_for, bool):
             raise TypeError(f"open_for must be seconds or a backoff, got {open_for!r}")
         if isinstance(open_for, (int, float)):

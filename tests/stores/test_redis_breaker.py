@@ -699,3 +699,8 @@ def test_the_trial_lease_runs_from_when_the_trial_was_handed_out(redis_client: A
         breaker.call(lambda: "second trial")
     backend.record(trial, 1, 0.0, clock.monotonic())
     assert breaker.state is CircuitState.OPEN
+
+
+def test_time_buckets_narrower_than_a_millisecond_are_refused(redis_client: Any) -> None:
+    with pytest.raises(ValueError, match="window: with a RedisStore, time buckets must be"):
+        CircuitBreaker("x", window=TimeWindow(0.005, 10), store=RedisStore(redis_client))

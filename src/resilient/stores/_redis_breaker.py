@@ -103,6 +103,11 @@ class _RedisCircuitBackend:
             window_ms = 0
         else:
             window_ms = round(window.seconds * 1000)
+            if window_ms < window.buckets:
+                raise ValueError(
+                    f"window: with a RedisStore, time buckets must be at least 1 ms wide, got "
+                    f"{window!r}"
+                )
             window_args = ["time", str(window_ms), str(window.buckets)]
         open_for = settings["open_for"]
         if isinstance(open_for, (int, float)):
@@ -334,7 +339,10 @@ class _RedisCircuitBackend:
         if self._offline(now):
             return self._acquire_failed(None, now)
         try:
-            reply = await self._aeval("acquire")
+            # Shielded: a trial slot handed out by Redis to a call cancelled meanwhile would
+            # stay taken until its lease ran out. (Cancellation waits one round trip at most.)
+            with anyio.CancelScope(shield=True):
+                reply = await self._aeval("acquire")
         except StoreUnavailable as error:
             return self._acquire_failed(error, now)
         self._online()
