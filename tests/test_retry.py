@@ -529,3 +529,34 @@ async def test_async_attempt_timeouts_are_cancelled_and_retried() -> None:
     assert started == 3
     assert info.value.timeout == 1.0
     assert clock.sleeps.count(1.0) == 1  # the retry's first backoff
+
+
+def test_inside_a_pipeline_retry_is_named_after_the_users_function(events: list[Event]) -> None:
+    pipeline = resilient.Pipeline(
+        resilient.retry(attempts=2, backoff=Backoff.constant(0.0)), resilient.Timeout(5.0)
+    )
+
+    @pipeline
+    def fetch_inventory() -> None:
+        raise ConnectionError
+
+    with pytest.raises(ConnectionError):
+        fetch_inventory()
+    names = {event.name for event in events if event.policy == "retry"}
+    assert names == {fetch_inventory.__qualname__}
+
+
+async def test_inside_an_async_pipeline_retry_is_named_after_the_users_function(
+    events: list[Event],
+) -> None:
+    pipeline = resilient.Pipeline(
+        resilient.retry(attempts=2, backoff=Backoff.constant(0.0)), resilient.Timeout(5.0)
+    )
+
+    async def fetch_prices() -> None:
+        raise ConnectionError
+
+    with pytest.raises(ConnectionError):
+        await pipeline.acall(fetch_prices)
+    names = {event.name for event in events if event.policy == "retry"}
+    assert names == {fetch_prices.__qualname__}

@@ -66,7 +66,11 @@ def _never_retried(error: BaseException) -> bool:
     return trio is not None and isinstance(error, trio.Cancelled)
 
 
-def _name_of(fn: object) -> str:
+def _name_of(fn: object, args: tuple[Any, ...] = ()) -> str:
+    # Inside a Pipeline, ``fn`` is the next policy's ``call`` and the user's function comes
+    # later in ``args``: name the retry after the user's function, not after a policy.
+    while isinstance(getattr(fn, "__self__", None), Policy) and args:
+        fn, args = args[0], args[1:]
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else repr(fn)
 
@@ -349,9 +353,9 @@ class Retry(Policy):
             if on_result is None or not on_result(result):
                 return result
             return self._retry_sync(
-                fn, args, kwargs, None, result, start, self.name or _name_of(fn)
+                fn, args, kwargs, None, result, start, self.name or _name_of(fn, args)
             )
-        return self._retry_sync(fn, args, kwargs, error, None, start, self.name or _name_of(fn))
+        return self._retry_sync(fn, args, kwargs, error, None, start, self.name or _name_of(fn, args))
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         name = self.name if self.name is not None else _name_of(fn)
@@ -434,10 +438,10 @@ class Retry(Policy):
             if on_result is None or not on_result(result):
                 return result
             return await self._retry_async(
-                fn, args, kwargs, None, result, start, self.name or _name_of(fn)
+                fn, args, kwargs, None, result, start, self.name or _name_of(fn, args)
             )
         return await self._retry_async(
-            fn, args, kwargs, error, None, start, self.name or _name_of(fn)
+            fn, args, kwargs, error, None, start, self.name or _name_of(fn, args)
         )
 
     def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
