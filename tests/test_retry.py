@@ -560,3 +560,32 @@ async def test_inside_an_async_pipeline_retry_is_named_after_the_users_function(
         await pipeline.acall(fetch_prices)
     names = {event.name for event in events if event.policy == "retry"}
     assert names == {fetch_prices.__qualname__}
+
+
+def test_block_form_lets_stop_iteration_out_instead_of_ending_the_loop() -> None:
+    tries = []
+
+    def run() -> None:
+        for attempt in resilient.retry(attempts=3, backoff=Backoff.constant(0.0)).attempts():
+            with attempt:
+                tries.append(attempt.number)
+                next(iter([]))
+
+    with pytest.raises(StopIteration):
+        run()
+    assert tries == [1]
+
+
+async def test_async_block_form_lets_stop_async_iteration_out() -> None:
+    tries = []
+
+    async def run() -> None:
+        policy = resilient.retry(attempts=3, backoff=Backoff.constant(0.0))
+        async for attempt in policy.attempts():
+            with attempt:
+                tries.append(attempt.number)
+                raise StopAsyncIteration
+
+    with pytest.raises(StopAsyncIteration):
+        await run()
+    assert tries == [1]

@@ -355,7 +355,9 @@ class Retry(Policy):
             return self._retry_sync(
                 fn, args, kwargs, None, result, start, self.name or _name_of(fn, args)
             )
-        return self._retry_sync(fn, args, kwargs, error, None, start, self.name or _name_of(fn, args))
+        return self._retry_sync(
+            fn, args, kwargs, error, None, start, self.name or _name_of(fn, args)
+        )
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         name = self.name if self.name is not None else _name_of(fn)
@@ -531,7 +533,13 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if exc is None or not self._policy._retryable(exc):
+        if (
+            exc is None
+            # Re-raised from the iterator's __next__ / __anext__, these would read as the end
+            # of the loop and the failure would vanish: they propagate at once instead.
+            or isinstance(exc, (StopIteration, StopAsyncIteration))
+            or not self._policy._retryable(exc)
+        ):
             return False
         self.error = exc
         return True
