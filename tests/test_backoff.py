@@ -137,3 +137,9 @@ def test_backoffs_compare_by_value_and_repr_round_trips() -> None:
     assert backoff != Backoff.exponential(0.1, 10.0)
     assert eval(repr(backoff), {"Backoff": Backoff}) == backoff
     assert eval(repr(Backoff.linear(1, 2, 3)), {"Backoff": Backoff}) == Backoff.linear(1, 2, 3)
+
+
+def test_a_zero_initial_exponential_backoff_stays_zero_even_when_the_exponent_overflows() -> None:
+    backoff = Backoff.exponential(0.0, 10.0, jitter="none")
+    assert backoff.delay(10) == 0.0
+    assert backoff.delay(2000) == 0.0

@@ -589,3 +589,8 @@ async def test_async_block_form_lets_stop_async_iteration_out() -> None:
     with pytest.raises(StopAsyncIteration):
         await run()
     assert tries == [1]
+
+
+def test_a_class_that_is_not_an_exception_is_refused_as_on() -> None:
+    with pytest.raises(TypeError, match="on must be an exception type"):
+        resilient.retry(on=int)  # type: ignore[arg-type]

@@ -213,8 +213,8 @@ class Backoff:
         if self.kind == "exponential":
             try:
                 value = self.initial * self.multiplier ** (attempt - 1)
-            except OverflowError:
-                return self.maximum
+            except OverflowError:  # a huge exponent: the cap, unless there is nothing to scale
+                return self.maximum if self.initial > 0 else 0.0
         else:
             value = self.initial + self.step * (attempt - 1)
         return value if value < self.maximum else self.maximum

@@ -83,7 +83,7 @@ def _matcher(on: object) -> _Predicate:
             if not (isinstance(item, type) and issubclass(item, BaseException)):
                 raise TypeError(f"on[{index}] must be an exception type, got {item!r}")
         types = on
-    elif callable(on):
+    elif callable(on) and not isinstance(on, type):  # a class that is no exception is a mistake
         return on
     else:
         raise TypeError(f"on must be an exception type, a tuple of them or a predicate, got {on!r}")
