@@ -226,3 +226,26 @@ def test_pipeline_repr_lists_policies() -> None:
     assert repr(Pipeline()) == "Pipeline()"
     assert repr(Pipeline(Recorder("a", log), name="payments")).endswith("name='payments')")
     assert resilient.Pipeline is Pipeline
+
+
+async def test_decorating_static_and_class_methods_guards_the_function_inside() -> None:
+    log: list[str] = []
+
+    class Service:
+        factor = 3
+
+        @Recorder("static", log)  # type: ignore[arg-type]
+        @staticmethod
+        async def double(x: int) -> int:
+            return 2 * x
+
+        @Recorder("class", log)  # type: ignore[arg-type]
+        @classmethod
+        def scale(cls, x: int) -> int:
+            return cls.factor * x
+
+    assert await Service.double(2) == 4
+    assert await Service().double(3) == 6
+    assert Service.scale(2) == 6
+    assert Service().scale(1) == 3
+    assert log == ["enter static", "exit static"] * 2 + ["enter class", "exit class"] * 2

@@ -79,6 +79,10 @@ class Policy:
         The wrapper keeps ``fn``'s signature for type checkers and its metadata
         (``functools.wraps``). Coroutine functions get an async wrapper.
         """
+        if isinstance(fn, (staticmethod, classmethod)):
+            # Decorated above @staticmethod / @classmethod: guard the function inside and wrap
+            # it the same way again, so that binding still works.
+            return type(fn)(self(fn.__func__))
         if not callable(fn):
             raise TypeError(f"{type(self).__name__} decorates callables, got {fn!r}")
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
