@@ -86,6 +86,8 @@ def test_configured_retry_retries_only_the_listed_exceptions() -> None:
         ({"retry": {"on": ["json.dumps"]}}, ("p", "retry", "on", 0)),
         ({"retry": {"backoff": {"jitter": "lots"}}}, ("p", "retry", "backoff", "jitter")),
         ({"retry": {"backoff": {"initial": 5, "maximum": 1}}}, ("p", "retry", "backoff")),
+        ({"retry": {"backoff": {"kind": "constant", "initial": 2}}}, ("p", "retry", "backoff")),
+        ({"retry": {"backoff": {"delay": 2}}}, ("p", "retry", "backoff")),
         ({"retry": {"budget": {"window": 0}}}, ("p", "retry", "budget", "window")),
         ({"retry": {"on_result": "x"}}, ("p", "retry", "on_result")),
         ({"timeout": -1}, ("p", "timeout", "seconds")),

@@ -101,6 +101,13 @@ _ExceptionType = Annotated[type[BaseException], BeforeValidator(_exception_type)
 _Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
+_BACKOFF_FIELDS = {
+    "exponential": {"kind", "initial", "maximum", "multiplier", "jitter"},
+    "constant": {"kind", "delay", "jitter"},
+    "linear": {"kind", "initial", "step", "maximum", "jitter"},
+}
+
+
 class BackoffConfig(BaseModel):
     """A `Backoff`: ``{"kind": "exponential", "initial": 0.1, "maximum": 10.0, ...}``.
 
@@ -122,6 +129,9 @@ class BackoffConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> BackoffConfig:
+        unused = sorted(self.model_fields_set - _BACKOFF_FIELDS[self.kind])
+        if unused:  # a field of another kind would be silently ignored: likely a mistake
+            raise ValueError(f"not used by a {self.kind} backoff: {', '.join(unused)}")
         self.build()  # cross-field rules (maximum >= initial) raise ValueError here
         return self
 
