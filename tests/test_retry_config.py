@@ -88,6 +88,7 @@ def test_configured_retry_retries_only_the_listed_exceptions() -> None:
         ({"retry": {"backoff": {"initial": 5, "maximum": 1}}}, ("p", "retry", "backoff")),
         ({"retry": {"backoff": {"kind": "constant", "initial": 2}}}, ("p", "retry", "backoff")),
         ({"retry": {"backoff": {"delay": 2}}}, ("p", "retry", "backoff")),
+        ({"retry": {"on": []}}, ("p", "retry", "on")),
         ({"retry": {"budget": {"window": 0}}}, ("p", "retry", "budget", "window")),
         ({"retry": {"on_result": "x"}}, ("p", "retry", "on_result")),
         ({"timeout": -1}, ("p", "timeout", "seconds")),

@@ -167,7 +167,7 @@ class RetryConfig(PolicyConfig):
     are code, not configuration.
     """
 
-    on: tuple[_ExceptionType, ...] | None = None
+    on: Annotated[tuple[_ExceptionType, ...], Field(min_length=1)] | None = None
     attempts: Annotated[int, Field(ge=1)] | None = 3
     backoff: BackoffConfig | None = None
     max_elapsed: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
@@ -179,7 +179,7 @@ class RetryConfig(PolicyConfig):
         """A `Retry` named after the pipeline."""
         budget = self.budget
         return Retry(
-            on=self.on if self.on else Exception,
+            on=self.on if self.on is not None else Exception,
             attempts=self.attempts,
             backoff=self.backoff.build() if self.backoff is not None else None,
             max_elapsed=self.max_elapsed,
