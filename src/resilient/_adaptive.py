@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from types import TracebackType
 from typing import TypeVar
 
@@ -29,6 +28,7 @@ from typing_extensions import ParamSpec, Self
 from ._bulkhead import Bulkhead
 from ._clock import Clock
 from ._events import HUB, LimitChanged
+from ._scopes import ScopeStack
 
 __all__ = ["AdaptiveBulkhead"]
 
@@ -87,19 +87,8 @@ class _Gradient:
         return limit * (1.0 - self.smoothing) + new * self.smoothing
 
 
-class _Start:
-    __slots__ = ("inflight", "owner", "prev", "start")
-
-    def __init__(
-        self, owner: AdaptiveBulkhead, start: float, inflight: int, prev: _Start | None
-    ) -> None:
-        self.owner = owner
-        self.start = start
-        self.inflight = inflight
-        self.prev = prev
-
-
-_starts: ContextVar[_Start | None] = ContextVar("resilient.adaptive_bulkhead", default=None)
+# Open ``with`` blocks: (start time, calls in flight at the start).
+_starts: ScopeStack[tuple[float, int]] = ScopeStack("resilient.adaptive_bulkhead")
 
 
 def _check_fraction(value: float, argument: str) -> float:
@@ -276,15 +265,12 @@ class AdaptiveBulkhead(Bulkhead):
         return result
 
     def _entered(self) -> None:
-        _starts.set(_Start(self, self._monotonic(), self.in_use, _starts.get()))
+        _starts.push(self, (self._monotonic(), self.in_use))
 
     def _exited(self, exc: BaseException | None) -> None:
-        entry = _starts.get()
-        if entry is None or entry.owner is not self:
-            raise RuntimeError(f"{self!r} exited without a matching enter in this context")
-        _starts.set(entry.prev)
+        start, inflight = _starts.pop(self)
         self._release()
-        self._sample(entry.start, entry.inflight, exc)
+        self._sample(start, inflight, exc)
 
     def __enter__(self) -> Self:
         self._acquire()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -33,6 +32,7 @@ from ._clock import Clock, check_clock
 from ._errors import CircuitOpenError, Rejected
 from ._events import HUB, CallRejected, CircuitStateChanged
 from ._policy import Policy
+from ._scopes import ScopeStack
 
 if TYPE_CHECKING:
     from .stores import MemoryStore, RedisStore
@@ -661,21 +661,8 @@ class _MemoryBackend:
 # The driver
 
 
-class _Entry:
-    """One ``with breaker:`` block in progress, on a per-context stack."""
-
-    __slots__ = ("owner", "permit", "prev", "start")
-
-    def __init__(
-        self, owner: CircuitBreaker, permit: _Permit, start: float, prev: _Entry | None
-    ) -> None:
-        self.owner = owner
-        self.permit = permit
-        self.start = start
-        self.prev = prev
-
-
-_entries: ContextVar[_Entry | None] = ContextVar("resilient.circuit_breaker", default=None)
+# Open ``with breaker:`` blocks: (permit, start time).
+_entries: ScopeStack[tuple[_Permit, float]] = ScopeStack("resilient.circuit_breaker")
 
 
 def _check_rate(value: float | None, argument: str, optional: bool = True) -> float | None:
@@ -1107,7 +1094,7 @@ class CircuitBreaker(Policy):
         permit = self._backend.acquire(start)
         if permit.rejected:
             raise self._reject(permit)  # type: ignore[arg-type]
-        _entries.set(_Entry(self, permit, start, _entries.get()))  # type: ignore[arg-type]
+        _entries.push(self, (permit, start))  # type: ignore[arg-type]
         return self
 
     def __exit__(
@@ -1116,15 +1103,8 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry = self._pop_entry()
-        self._settle(entry.permit, entry.start, self._judge(exc))
-
-    def _pop_entry(self) -> _Entry:
-        entry = _entries.get()
-        if entry is None or entry.owner is not self:
-            raise RuntimeError(f"{self!r} exited without a matching enter in this context")
-        _entries.set(entry.prev)
-        return entry
+        permit, start = _entries.pop(self)
+        self._settle(permit, start, self._judge(exc))
 
     async def __aenter__(self) -> Self:
         if not self._shared:
@@ -1133,7 +1113,7 @@ class CircuitBreaker(Policy):
         permit = await self._backend.aacquire(start)  # type: ignore[attr-defined]
         if permit.rejected:
             raise self._reject(permit)
-        _entries.set(_Entry(self, permit, start, _entries.get()))
+        _entries.push(self, (permit, start))
         return self
 
     async def __aexit__(
@@ -1145,8 +1125,8 @@ class CircuitBreaker(Policy):
         if not self._shared:
             self.__exit__(exc_type, exc, tb)
             return
-        entry = self._pop_entry()
-        await self._asettle(entry.permit, entry.start, self._judge(exc))
+        permit, start = _entries.pop(self)
+        await self._asettle(permit, start, self._judge(exc))
 
     def __repr__(self) -> str:
         if self._shared:  # no I/O in a repr
