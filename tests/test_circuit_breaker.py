@@ -612,3 +612,26 @@ def test_minimum_calls_is_capped_at_the_size_of_a_count_window() -> None:
         with pytest.raises(Boom):
             breaker.call(lambda: (_ for _ in ()).throw(Boom()))
     assert breaker.state is CircuitState.OPEN
+
+
+@pytest.mark.parametrize("trial", [False, True])
+def test_the_open_period_starts_when_the_failure_is_seen_not_when_the_call_began(
+    trial: bool,
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", consecutive_failures=1, open_for=1.0, clock=clock)
+
+    def slow_failure() -> None:
+        clock.advance(5.0)
+        raise Boom
+
+    if trial:
+        with pytest.raises(Boom):
+            breaker.call(lambda: (_ for _ in ()).throw(Boom()))
+        clock.advance(1.0)
+    with pytest.raises(Boom):
+        breaker.call(slow_failure)
+    assert breaker.state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError) as rejected:
+        breaker.call(lambda: "never")
+    assert rejected.value.retry_after == 1.0

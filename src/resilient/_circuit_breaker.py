@@ -976,7 +976,9 @@ class CircuitBreaker(Policy):
             end = self._monotonic()
             self._backend.record(permit, outcome, end - start, end)
         else:
-            self._backend.record(permit, outcome, 0.0, start)
+            # Not `start`: a transition this outcome causes happens now, at the call's end
+            # (the backend reads the clock only then).
+            self._backend.record(permit, outcome, 0.0, None)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` if the circuit allows it, and count the outcome.
@@ -1082,7 +1084,7 @@ class CircuitBreaker(Policy):
                 end = monotonic()
                 record(permit, SUCCESS, end - start, end)  # type: ignore[operator]
             else:
-                record(permit, SUCCESS, 0.0, start)
+                record(permit, SUCCESS, 0.0, None)
             return result
 
         return wrapper
