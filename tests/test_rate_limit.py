@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import threading
 from fractions import Fraction
 
-import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +16,8 @@ from resilient._rate_limit import TICKS_PER_SECOND, gcra, sliding_counter, slidi
 from resilient.instrumentation import RateLimited, subscribe, unsubscribe
 from resilient.stores import MemoryStore
 from resilient.testing import FakeClock
+
+from ._concurrency import admitted_by_tasks, admitted_by_threads
 
 # ---------------------------------------------------------------------------------------------
 # Independent models, in exact fractions: what the algorithms are supposed to compute.
@@ -482,22 +482,7 @@ def test_refusals_emit_rate_limited_events() -> None:
     ids=["token_bucket", "sliding_counter", "sliding_log"],
 )
 def test_threads_never_over_admit(make: object) -> None:
-    limiter = make()  # type: ignore[operator]
-    barrier = threading.Barrier(8)
-    allowed = [0] * 8
-
-    def hammer(index: int) -> None:
-        barrier.wait()
-        for _ in range(500):
-            if limiter.try_acquire("shared").allowed:
-                allowed[index] += 1
-
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert sum(allowed) == 100
+    assert admitted_by_threads(make()) == 100  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("precise", [None, False, True])
@@ -507,18 +492,7 @@ async def test_concurrent_tasks_never_over_admit(precise: bool | None) -> None:
         if precise is None
         else SlidingWindow(limit=50, window=3600.0, precise=precise)
     )
-    allowed = 0
-
-    async def one() -> None:
-        nonlocal allowed
-        await anyio.sleep(0)
-        if (await limiter.atry_acquire("k")).allowed:
-            allowed += 1
-
-    async with anyio.create_task_group() as group:
-        for _ in range(500):
-            group.start_soon(one)
-    assert allowed == 50
+    assert await admitted_by_tasks(limiter) == 50
 
 
 def test_one_real_time_smoke_acquire_waits_for_a_token() -> None:

@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +21,7 @@ from resilient._rate_limit import TICKS_PER_SECOND, gcra, sliding_counter, slidi
 from resilient.instrumentation import StoreError, subscribe, unsubscribe
 from resilient.stores import RedisStore
 
+from .._concurrency import admitted_by_tasks, admitted_by_threads
 from .._redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,36 +132,7 @@ def test_decisions_use_redis_time_and_every_key_gets_a_ttl(redis_client: Any) ->
     ids=["token_bucket", "sliding_counter", "sliding_log"],
 )
 def test_threads_never_over_admit_through_redis(redis_client: Any, make: Any) -> None:
-    limiter = make(RedisStore(redis_client))
-    barrier = threading.Barrier(8)
-    allowed = [0] * 8
-
-    def hammer(index: int) -> None:
-        barrier.wait()
-        for _ in range(500):
-            if limiter.try_acquire("shared").allowed:
-                allowed[index] += 1
-
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sum(allowed) == 100
-
-
-async def _admitted_by_500_tasks(limiter: TokenBucket | SlidingWindow) -> int:
-    allowed = 0
-
-    async def one() -> None:
-        nonlocal allowed
-        if (await limiter.atry_acquire("shared")).allowed:
-            allowed += 1
-
-    async with anyio.create_task_group() as group:
-        for _ in range(500):
-            group.start_soon(one)
-    return allowed
+    assert admitted_by_threads(make(RedisStore(redis_client))) == 100
 
 
 @pytest.mark.parametrize("precise", [None, False, True])
@@ -176,7 +146,7 @@ async def test_tasks_never_over_admit_with_a_sync_client_in_threads(
         if precise is None
         else SlidingWindow(limit=50, window=3600.0, precise=precise, store=store)
     )
-    assert await _admitted_by_500_tasks(limiter) == 50
+    assert await admitted_by_tasks(limiter) == 50
 
 
 @pytest.mark.parametrize("precise", [None, False, True])
@@ -189,7 +159,7 @@ async def test_tasks_never_over_admit_with_an_async_client(
         if precise is None
         else SlidingWindow(limit=50, window=3600.0, precise=precise, store=store)
     )
-    assert await _admitted_by_500_tasks(limiter) == 50
+    assert await admitted_by_tasks(limiter) == 50
 
 
 async def test_from_url_async_client_queues_500_tasks_instead_of_failing_open(
@@ -200,7 +170,7 @@ async def test_from_url_async_client_queues_500_tasks_instead_of_failing_open(
     store = RedisStore.from_url(redis_url, asynchronous=True, socket_timeout=2.0)
     limiter = TokenBucket(rate=1e-3, capacity=50, store=store)
     try:
-        assert await _admitted_by_500_tasks(limiter) == 50
+        assert await admitted_by_tasks(limiter) == 50
     finally:
         await store.client.aclose()
 

@@ -1,0 +1,43 @@
+"""Drive a rate limiter from many threads or tasks at once, counting what it admits."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+
+
+def admitted_by_threads(limiter: Any, threads: int = 8, calls: int = 500) -> int:
+    """How many of ``threads`` x ``calls`` concurrent ``try_acquire("shared")`` were allowed."""
+    barrier = threading.Barrier(threads)
+    allowed = [0] * threads
+
+    def hammer(index: int) -> None:
+        barrier.wait()
+        for _ in range(calls):
+            if limiter.try_acquire("shared").allowed:
+                allowed[index] += 1
+
+    workers = [threading.Thread(target=hammer, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    return sum(allowed)
+
+
+async def admitted_by_tasks(limiter: Any, tasks: int = 500) -> int:
+    """How many of ``tasks`` concurrent ``atry_acquire("shared")`` were allowed."""
+    allowed = 0
+
+    async def one() -> None:
+        nonlocal allowed
+        await anyio.sleep(0)  # let every task start before any decides
+        if (await limiter.atry_acquire("shared")).allowed:
+            allowed += 1
+
+    async with anyio.create_task_group() as group:
+        for _ in range(tasks):
+            group.start_soon(one)
+    return allowed
