@@ -54,6 +54,17 @@ def pin(breaker: CircuitBreaker, clock: FakeClock) -> None:
     breaker._backend.pin = lambda: EPOCH_MS + round(clock.monotonic() * 1000)  # type: ignore[attr-defined]
 
 
+def pinned_breaker(
+    store: RedisStore, clock: FakeClock, open_for: float, **options: Any
+) -> CircuitBreaker:
+    """A breaker on ``store`` that opens on one failure, its script's clock pinned to ``clock``."""
+    breaker = CircuitBreaker(
+        fresh_name(), consecutive_failures=1, open_for=open_for, clock=clock, store=store, **options
+    )
+    pin(breaker, clock)
+    return breaker
+
+
 def state_key(name: str, prefix: str = "resilient") -> str:
     return f"{prefix}:{{circuit_breaker:{name}}}:state"
 
@@ -279,16 +290,8 @@ def test_a_half_open_redis_breaker_admits_exactly_its_trials_across_threads(
     redis_url: str,
 ) -> None:
     clock = FakeClock()
-    name = fresh_name()
-    breaker = CircuitBreaker(
-        name,
-        consecutive_failures=1,
-        open_for=5.0,
-        half_open_calls=3,
-        clock=clock,
-        store=RedisStore.from_url(redis_url, socket_timeout=5.0),
-    )
-    pin(breaker, clock)
+    store = RedisStore.from_url(redis_url, socket_timeout=5.0)
+    breaker = pinned_breaker(store, clock, 5.0, half_open_calls=3)
     _fail(breaker, 1)
     clock.advance(5.0)
     entered = 0
@@ -329,14 +332,7 @@ def test_trials_lost_with_their_process_are_handed_out_again_after_the_lease(
     redis_client: Any,
 ) -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(
-        fresh_name(),
-        consecutive_failures=1,
-        open_for=2.0,
-        clock=clock,
-        store=RedisStore(redis_client),
-    )
-    pin(breaker, clock)
+    breaker = pinned_breaker(RedisStore(redis_client), clock, 2.0)
     backend: Any = breaker._backend
     _fail(breaker, 1)
     clock.advance(2.0)
@@ -444,14 +440,7 @@ async def test_a_cancelled_trial_gives_its_slot_back(
     async_stores: Callable[..., RedisStore],
 ) -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(
-        fresh_name(),
-        consecutive_failures=1,
-        open_for=1.0,
-        clock=clock,
-        store=async_stores(),
-    )
-    pin(breaker, clock)
+    breaker = pinned_breaker(async_stores(), clock, 1.0)
 
     async def failing() -> None:
         raise Boom
@@ -679,14 +668,7 @@ def test_with_on_error_raise_a_lost_outcome_is_not_raised_and_the_next_call_asks
 
 def test_the_trial_lease_runs_from_when_the_trial_was_handed_out(redis_client: Any) -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(
-        fresh_name(),
-        consecutive_failures=1,
-        open_for=1.0,
-        clock=clock,
-        store=RedisStore(redis_client),
-    )
-    pin(breaker, clock)
+    breaker = pinned_breaker(RedisStore(redis_client), clock, 1.0)
     backend: Any = breaker._backend
     _fail(breaker, 1)
     clock.advance(1.0)
