@@ -7,6 +7,7 @@ being wrapped. Overheads are the wrapped call less the bare call, measured in th
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import backoff as backoff_lib
 import stamina
@@ -31,15 +32,21 @@ def run(report: Report) -> None:
     _timeouts(report)
 
 
-def _sync(report: Report) -> None:
-    ours = resilient.retry(on=ConnectionError, attempts=3)(work)
+def _decorated(fn: Any) -> tuple[Any, Any, Any, Any]:
+    """``fn`` under each library's retry, with the same settings: 3 attempts on ConnectionError."""
+    ours = resilient.retry(on=ConnectionError, attempts=3)(fn)
     ten = tenacity.retry(
         retry=tenacity.retry_if_exception_type(ConnectionError),
         stop=tenacity.stop_after_attempt(3),
         wait=tenacity.wait_random_exponential(multiplier=0.1, max=10),
-    )(work)
-    bo = backoff_lib.on_exception(backoff_lib.expo, ConnectionError, max_tries=3)(work)
-    st = stamina.retry(on=ConnectionError, attempts=3)(work)
+    )(fn)
+    bo = backoff_lib.on_exception(backoff_lib.expo, ConnectionError, max_tries=3)(fn)
+    st = stamina.retry(on=ConnectionError, attempts=3)(fn)
+    return ours, ten, bo, st
+
+
+def _sync(report: Report) -> None:
+    ours, ten, bo, st = _decorated(work)
 
     group = "retry, success path (sync)"
     bare = report.add(group, "bare call", measure(work), baseline=True)
@@ -51,14 +58,7 @@ def _sync(report: Report) -> None:
 
 
 def _async(report: Report) -> None:
-    ours = resilient.retry(on=ConnectionError, attempts=3)(awork)
-    ten = tenacity.retry(
-        retry=tenacity.retry_if_exception_type(ConnectionError),
-        stop=tenacity.stop_after_attempt(3),
-        wait=tenacity.wait_random_exponential(multiplier=0.1, max=10),
-    )(awork)
-    bo = backoff_lib.on_exception(backoff_lib.expo, ConnectionError, max_tries=3)(awork)
-    st = stamina.retry(on=ConnectionError, attempts=3)(awork)
+    ours, ten, bo, st = _decorated(awork)
 
     group = "retry, success path (asyncio)"
     bare = report.add(group, "bare await", measure_async(awork), baseline=True)
