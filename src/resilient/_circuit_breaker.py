@@ -345,7 +345,7 @@ Transition = Callable[[CircuitState, CircuitState], None]
 
 
 class _Backend(Protocol):
-    """The seam between the driver and the state: memory now, shared stores later.
+    """The seam between the driver and the state (in memory, or shared through a store).
 
     ``closed`` is the permit of the current CLOSED period when the backend can hand it out
     without looking at the state or the time (the memory backend can), else None; the driver
@@ -364,6 +364,20 @@ class _Backend(Protocol):
     def snapshot(self, name: str, now: float) -> CircuitMetrics: ...
 
     def force(self, state: CircuitState, now: float) -> None: ...
+
+
+class _SharedBackend(_Backend, Protocol):
+    """A backend whose state lives in a store: it does I/O, so async calls await these."""
+
+    async def aacquire(self, now: float) -> _Permit | _Rejection: ...
+
+    async def arecord(
+        self, permit: _Permit, outcome: int, duration: float, now: float | None
+    ) -> None: ...
+
+    async def asnapshot(self, name: str, now: float) -> CircuitMetrics: ...
+
+    async def aforce(self, state: CircuitState, now: float) -> None: ...
 
 
 class _MemoryBackend:
@@ -751,7 +765,7 @@ class CircuitBreaker(Policy):
         "_failure_result",
         "_ignore",
         "_monotonic",
-        "_shared",
+        "_remote",
         "_timed",
         "clock",
         "name",
@@ -858,8 +872,10 @@ class CircuitBreaker(Policy):
             if bind is None:
                 raise TypeError(f"store must be a MemoryStore or a RedisStore, got {store!r}")
             self._backend = bind(self, settings)
-        # A shared backend does I/O: async calls must await it (see `acall`).
-        self._shared: bool = getattr(self._backend, "shared", False)
+        # The same backend when it does I/O (shared through a store): async calls await it.
+        self._remote: _SharedBackend | None = (
+            self._backend if getattr(self._backend, "shared", False) else None  # type: ignore[assignment]
+        )
 
     # -- state and operators -------------------------------------------------------------------
 
@@ -886,8 +902,8 @@ class CircuitBreaker(Policy):
 
     async def ametrics(self) -> CircuitMetrics:
         """Async `metrics`: with a `RedisStore` holding an async client, the way to read Redis."""
-        if self._shared:
-            return await self._backend.asnapshot(self.name, self._monotonic())  # type: ignore[attr-defined, no-any-return]
+        if self._remote is not None:
+            return await self._remote.asnapshot(self.name, self._monotonic())
         return self.metrics()
 
     async def aforce_open(self) -> None:
@@ -903,8 +919,8 @@ class CircuitBreaker(Policy):
         await self._aforce(CLOSED)
 
     async def _aforce(self, state: CircuitState) -> None:
-        if self._shared:
-            await self._backend.aforce(state, self._monotonic())  # type: ignore[attr-defined]
+        if self._remote is not None:
+            await self._remote.aforce(state, self._monotonic())
         else:
             self._backend.force(state, self._monotonic())
 
@@ -964,10 +980,15 @@ class CircuitBreaker(Policy):
             raise broken
 
     async def _asettle(
-        self, permit: _Permit, start: float, judged: tuple[int, BaseException | None]
+        self,
+        remote: _SharedBackend,
+        permit: _Permit,
+        start: float,
+        judged: tuple[int, BaseException | None],
     ) -> None:
         outcome, broken = judged
-        await self._afinish(permit, outcome, start)
+        end = self._monotonic()
+        await remote.arecord(permit, outcome, end - start, end)
         if broken is not None:
             raise broken
 
@@ -1010,8 +1031,8 @@ class CircuitBreaker(Policy):
         Raises:
             CircuitOpenError: the circuit is open, or half-open with every trial slot taken.
         """
-        if self._shared:
-            return await self._acall_shared(fn, *args, **kwargs)
+        if self._remote is not None:
+            return await self._acall_shared(self._remote, fn, *args, **kwargs)
         backend = self._backend
         permit: Any = backend.closed
         if permit is None or self._timed:
@@ -1031,24 +1052,25 @@ class CircuitBreaker(Policy):
         return result
 
     async def _acall_shared(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+        self,
+        remote: _SharedBackend,
+        fn: Callable[P, Awaitable[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> R:
         # `acall` with a backend that does I/O: acquiring and recording are awaited.
         start = self._monotonic()
-        permit = await self._backend.aacquire(start)  # type: ignore[attr-defined]
-        if permit.rejected:
+        permit = await remote.aacquire(start)
+        if isinstance(permit, _Rejection):
             raise self._reject(permit)
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            await self._asettle(permit, start, self._judge(exc))
+            await self._asettle(remote, permit, start, self._judge(exc))
             raise
-        await self._asettle(permit, start, self._judge_result(result))
+        await self._asettle(remote, permit, start, self._judge_result(result))
         return result
-
-    async def _afinish(self, permit: _Permit, outcome: int, start: float) -> None:
-        end = self._monotonic()
-        await self._backend.arecord(permit, outcome, end - start, end)  # type: ignore[attr-defined]
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         # The same steps as `call`, with the attribute lookups hoisted out of the call path.
@@ -1109,11 +1131,12 @@ class CircuitBreaker(Policy):
         self._settle(permit, start, self._judge(exc))
 
     async def __aenter__(self) -> Self:
-        if not self._shared:
+        remote = self._remote
+        if remote is None:
             return self.__enter__()
         start = self._monotonic()
-        permit = await self._backend.aacquire(start)  # type: ignore[attr-defined]
-        if permit.rejected:
+        permit = await remote.aacquire(start)
+        if isinstance(permit, _Rejection):
             raise self._reject(permit)
         _entries.push(self, (permit, start))
         return self
@@ -1124,13 +1147,14 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._shared:
+        remote = self._remote
+        if remote is None:
             self.__exit__(exc_type, exc, tb)
             return
         permit, start = _entries.pop(self)
-        await self._asettle(permit, start, self._judge(exc))
+        await self._asettle(remote, permit, start, self._judge(exc))
 
     def __repr__(self) -> str:
-        if self._shared:  # no I/O in a repr
+        if self._remote is not None:  # no I/O in a repr
             return f"CircuitBreaker({self.name!r}, store={self.store!r})"
         return f"CircuitBreaker({self.name!r}, state={self._backend.poll(self._monotonic())})"
