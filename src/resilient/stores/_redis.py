@@ -22,11 +22,12 @@ A policy that keeps shared state in Redis (the rate limiters here, the circuit b
     escaped by a backslash so that different (name, key) pairs never meet. Keys built with the
     same ``name`` and ``key`` share the hash tag, hence the cluster slot.
 
-``store._eval(script, keys, args)`` and ``await store._aeval(script, keys, args)``
-    Run the script (EVALSHA, reloading on NOSCRIPT) and return its reply. ``args`` are
-    strings or ints. Any Redis failure (connection refused, socket timeout, a server that is
-    loading or read-only...) is raised as `resilient.StoreUnavailable` with the original
-    exception as ``__cause__``. ``_eval`` needs a sync client (TypeError otherwise).
+``store._eval(script, numkeys, *keys_and_args)`` and ``await store._aeval(...)``
+    Run the script (EVALSHA, reloading on NOSCRIPT) with ``numkeys`` keys followed by its
+    arguments, as EVALSHA takes them, and return its reply. Arguments are strings or ints.
+    Any Redis failure (connection refused, socket timeout, a server that is loading or
+    read-only...) is raised as `resilient.StoreUnavailable` with the original exception as
+    ``__cause__``. ``_eval`` needs a sync client (TypeError otherwise).
     ``_aeval`` awaits an async client natively on asyncio, and runs a sync client's call in
     a worker thread (``anyio.to_thread``) on asyncio or trio; an async client under trio is a
     TypeError, since ``redis.asyncio`` runs on asyncio only.
@@ -39,7 +40,7 @@ A policy that keeps shared state in Redis (the rate limiters here, the circuit b
 So a caller does::
 
     try:
-        reply = store._eval(script, [store._key(name, key, "state")], [arg1, arg2])
+        reply = store._eval(script, 1, store._key(name, key, "state"), arg1, arg2)
     except StoreUnavailable as error:
         action = store._failed(error, policy="circuit_breaker", name=name, operation="record")
         ...  # "allow" or "deny": what to do without Redis
@@ -56,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -249,7 +249,7 @@ class RedisStore:
         escaped = name.replace("\\", "\\\\").replace(":", "\\:")
         return f"{self.prefix}:{{{escaped}:{key}}}:{suffix}"
 
-    def _eval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    def _eval(self, script: _Script, numkeys: int, *keys_and_args: str | int) -> Any:
         if self._async:
             raise TypeError(
                 "this RedisStore has a redis.asyncio client, which serves async calls only; "
@@ -259,15 +259,15 @@ class RedisStore:
         execute = self.client.execute_command
         try:
             try:
-                return execute("EVALSHA", script.sha, len(keys), *keys, *args)
+                return execute("EVALSHA", script.sha, numkeys, *keys_and_args)
             except self._no_script:
-                return execute("EVAL", script.source, len(keys), *keys, *args)
+                return execute("EVAL", script.source, numkeys, *keys_and_args)
         except self._errors as error:
             raise StoreUnavailable(f"redis failed: {error}") from error
 
-    async def _aeval(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def _aeval(self, script: _Script, numkeys: int, *keys_and_args: str | int) -> Any:
         if not self._async:
-            return await anyio.to_thread.run_sync(self._eval, script, keys, args)
+            return await anyio.to_thread.run_sync(self._eval, script, numkeys, *keys_and_args)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -278,9 +278,9 @@ class RedisStore:
         execute = self.client.execute_command
         try:
             try:
-                return await execute("EVALSHA", script.sha, len(keys), *keys, *args)
+                return await execute("EVALSHA", script.sha, numkeys, *keys_and_args)
             except self._no_script:
-                return await execute("EVAL", script.source, len(keys), *keys, *args)
+                return await execute("EVAL", script.source, numkeys, *keys_and_args)
         except self._errors as error:
             raise StoreUnavailable(f"redis failed: {error}") from error
 
@@ -306,7 +306,16 @@ class RedisStore:
 class _RedisRateLimiter:
     """One limiter's decisions through a `RedisStore` (one script call each)."""
 
-    __slots__ = ("_args", "_key_head", "_key_tail", "_limit", "_name", "_script", "_store")
+    __slots__ = (
+        "_first",
+        "_key_head",
+        "_key_tail",
+        "_limit",
+        "_name",
+        "_script",
+        "_second",
+        "_store",
+    )
 
     def __init__(self, store: RedisStore, limiter: RateLimiter) -> None:
         algorithm = limiter.algorithm
@@ -314,28 +323,27 @@ class _RedisRateLimiter:
         self._script = store._script(algorithm)
         self._name = limiter.name
         self._limit = limiter._limit
-        first, second = limiter._params()
-        self._args = (str(first), str(second))
+        self._first, self._second = limiter._params()
         head, _, tail = store._key(limiter.name, "\0", algorithm).partition("\0")
         self._key_head = head
         self._key_tail = tail
 
-    def _call_args(self, key: str, cost: int, now: int | None) -> tuple[list[str], list[str]]:
-        args = [self._args[0], self._args[1], str(cost)]
-        if now is not None:  # tests only: pin the time the script uses
-            args.append(str(now))
-        return [self._key_head + key + self._key_tail], args
+    def _args(self, cost: int, now: int | None) -> tuple[int, ...]:
+        if now is None:
+            return (self._first, self._second, cost)
+        return (self._first, self._second, cost, now)  # tests only: pin the script's clock
 
     def _decision(self, reply: Any) -> Decision:
-        allowed, remaining, retry_after, reset_after = reply.split()
+        # The scripts reply {allowed, remaining, retry_after, reset_after}, integers.
+        allowed, remaining, retry_after, reset_after = reply
         return _new(
             Decision,
             (
-                allowed == b"1" or allowed == "1",
+                allowed == 1,
                 self._limit,
-                int(remaining),
-                int(retry_after) / TICKS_PER_SECOND,
-                int(reset_after) / TICKS_PER_SECOND,
+                remaining,
+                retry_after / TICKS_PER_SECOND,
+                reset_after / TICKS_PER_SECOND,
             ),
         )
 
@@ -350,18 +358,18 @@ class _RedisRateLimiter:
 
     def decide(self, key: str, cost: int, now: int | None = None) -> Decision:
         """One decision; ``now`` (ticks) pins the script's clock, for tests only."""
-        keys, args = self._call_args(key, cost, now)
+        redis_key = self._key_head + key + self._key_tail
         try:
-            reply = self._store._eval(self._script, keys, args)
+            reply = self._store._eval(self._script, 1, redis_key, *self._args(cost, now))
         except StoreUnavailable as error:
             return self._fallback(error, cost)
         return self._decision(reply)
 
     async def adecide(self, key: str, cost: int, now: int | None = None) -> Decision:
         """Async `decide`."""
-        keys, args = self._call_args(key, cost, now)
+        redis_key = self._key_head + key + self._key_tail
         try:
-            reply = await self._store._aeval(self._script, keys, args)
+            reply = await self._store._aeval(self._script, 1, redis_key, *self._args(cost, now))
         except StoreUnavailable as error:
             return self._fallback(error, cost)
         return self._decision(reply)

@@ -95,7 +95,7 @@ class _RedisCircuitBackend:
         self._offline_until: float | None = None
         self._last_state = CircuitState.CLOSED
         self._script = store._script("circuit_breaker")
-        self._keys = [store._key("circuit_breaker", breaker.name, "state")]
+        self._key = store._key("circuit_breaker", breaker.name, "state")
 
         window = settings["window"]
         if isinstance(window, CountWindow):
@@ -145,12 +145,14 @@ class _RedisCircuitBackend:
         return [op, *self._args, *record, pinned]
 
     def _eval(self, op: str, *extra: str) -> Sequence[Any]:
-        reply: Sequence[Any] = self._store._eval(self._script, self._keys, self._argv(op, *extra))
+        reply: Sequence[Any] = self._store._eval(
+            self._script, 1, self._key, *self._argv(op, *extra)
+        )
         return reply
 
     async def _aeval(self, op: str, *extra: str) -> Sequence[Any]:
         reply: Sequence[Any] = await self._store._aeval(
-            self._script, self._keys, self._argv(op, *extra)
+            self._script, 1, self._key, *self._argv(op, *extra)
         )
         return reply
 

@@ -2,14 +2,11 @@
 -- KEYS[1]  the key's theoretical arrival time (TAT), a string of integer microseconds
 -- ARGV     interval, tolerance, cost [, now]  (integers; microseconds)
 --          `now` is for tests only: without it the time is Redis's own (TIME).
--- Returns  the status reply "allowed(0|1) remaining retry_after reset_after" (microseconds):
---          one line is the cheapest reply for a client to parse.
+-- Returns  {allowed (0|1), remaining, retry_after, reset_after}, integers (microseconds): an
+--          array of integer replies, which a client parses without any string work.
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
-local function reply(allowed, remaining, retry_after, reset_after)
-  return redis.status_reply(string.format('%d %d %d %d', allowed, remaining, retry_after, reset_after))
-end
 
 local now = tonumber(ARGV[4])
 if now == nil then
@@ -27,11 +24,11 @@ if backlog <= tolerance then
   -- The key is worthless once its TAT has passed: it expires then (plus a second of slack).
   redis.call('SET', KEYS[1], string.format('%d', new_tat),
     'PX', string.format('%d', math.ceil(backlog / 1000) + 1000))
-  return reply(1, math.floor((tolerance - backlog) / interval), 0, backlog)
+  return {1, math.floor((tolerance - backlog) / interval), 0, backlog}
 end
 backlog = tat - now
 local remaining = 0
 if backlog <= tolerance then
   remaining = math.floor((tolerance - backlog) / interval)
 end
-return reply(0, remaining, new_tat - tolerance - now, backlog)
+return {0, remaining, new_tat - tolerance - now, backlog}

@@ -4,14 +4,11 @@
 -- KEYS[1]  a hash: s = current slot (now // window), p = previous slot's count, c = current count
 -- ARGV     window, limit, cost [, now]  (integers; microseconds)
 --          `now` is for tests only: without it the time is Redis's own (TIME).
--- Returns  the status reply "allowed(0|1) remaining retry_after reset_after" (microseconds):
---          one line is the cheapest reply for a client to parse.
+-- Returns  {allowed (0|1), remaining, retry_after, reset_after}, integers (microseconds): an
+--          array of integer replies, which a client parses without any string work.
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
-local function reply(allowed, remaining, retry_after, reset_after)
-  return redis.status_reply(string.format('%d %d %d %d', allowed, remaining, retry_after, reset_after))
-end
 
 local now = tonumber(ARGV[4])
 if now == nil then
@@ -40,7 +37,7 @@ if previous * left <= (limit - current - cost) * window then
   redis.call('HSET', KEYS[1], 's', string.format('%d', slot), 'p', string.format('%d', previous),
     'c', string.format('%d', current))
   redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil(reset_after / 1000) + 1000))
-  return reply(1, math.max(0, math.floor((limit - current) - weighted)), 0, reset_after)
+  return {1, math.max(0, math.floor((limit - current) - weighted)), 0, reset_after}
 end
 local remaining = math.max(0, math.floor((limit - current) - weighted))
 local room = limit - current - cost
@@ -54,4 +51,4 @@ local reset_after = left
 if current > 0 then
   reset_after = left + window
 end
-return reply(0, remaining, retry_after, reset_after)
+return {0, remaining, retry_after, reset_after}

@@ -3,14 +3,11 @@
 -- KEYS[1]  a list of timestamps of granted units, newest first, at most `limit` long
 -- ARGV     window, limit, cost [, now]  (integers; microseconds)
 --          `now` is for tests only: without it the time is Redis's own (TIME).
--- Returns  the status reply "allowed(0|1) remaining retry_after reset_after" (microseconds):
---          one line is the cheapest reply for a client to parse.
+-- Returns  {allowed (0|1), remaining, retry_after, reset_after}, integers (microseconds): an
+--          array of integer replies, which a client parses without any string work.
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
-local function reply(allowed, remaining, retry_after, reset_after)
-  return redis.status_reply(string.format('%d %d %d %d', allowed, remaining, retry_after, reset_after))
-end
 
 local now = tonumber(ARGV[4])
 if now == nil then
@@ -41,8 +38,8 @@ if count + cost <= limit then
   end
   redis.call('LTRIM', KEYS[1], 0, count + cost - 1)
   redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil(window / 1000) + 1000))
-  return reply(1, limit - count - cost, 0, window)
+  return {1, limit - count - cost, 0, window}
 end
 -- The (limit - cost + 1)-th newest timestamp must leave the window first.
 local retry_after = tonumber(entries[limit - cost + 1]) + window - now
-return reply(0, limit - count, retry_after, tonumber(entries[1]) + window - now)
+return {0, limit - count, retry_after, tonumber(entries[1]) + window - now}
