@@ -1,8 +1,9 @@
 """Measuring per-call cost, and collecting the results of every benchmark module.
 
 Numbers are the minimum over several repeats of a timed loop (the least disturbed run), in
-seconds per call. Ratios between rows of one group are what matter: every row of a run is
-measured in the same process on the same machine, one after the other.
+seconds per call; calls that wait on I/O are measured one by one instead, taking turns, and
+reported as medians (`measure_paired`). Ratios between rows of one group are what matter:
+every row of a run is measured in the same process on the same machine.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +21,15 @@ from typing import Any
 
 import anyio
 
-__all__ = ["Check", "Report", "Row", "measure", "measure_async", "subtract_baseline"]
+__all__ = [
+    "Check",
+    "Report",
+    "Row",
+    "measure",
+    "measure_async",
+    "measure_paired",
+    "subtract_baseline",
+]
 
 TARGET_SECONDS = 0.1  # each timed loop runs about this long
 MAX_NUMBER = 10_000_000
@@ -57,21 +67,30 @@ def measure(fn: Callable[[], object], *, number: int | None = None, repeat: int 
 
 
 def measure_paired(
-    candidates: dict[str, Callable[[], object]], rounds: int = 7, number: int = 2000
+    candidates: dict[str, Callable[[], object]], samples: int = 10_000
 ) -> dict[str, float]:
-    """Seconds per call of each candidate: the best of ``rounds`` alternating timed loops."""
-    best = dict.fromkeys(candidates, float("inf"))
+    """Seconds per call of each candidate: the median of ``samples`` single calls each.
+
+    For calls that wait on I/O (a Redis round trip), whose latency is spread wide and drifts
+    with whatever else the machine does. The candidates take turns call by call, starting with
+    a different one each time, so a slow spell of the machine lands on all of them alike; the
+    median ignores the tail of rare stalls that decides the mean of a short loop.
+    """
+    names = list(candidates)
     for fn in candidates.values():  # warm up: connections, script cache
         for _ in range(200):
             fn()
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            loop = range(number)
-            start = time.perf_counter()
-            for _ in loop:
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / number)
-    return best
+    orders = [
+        [(name, candidates[name]) for name in names[i:] + names[:i]] for i in range(len(names))
+    ]
+    timings: dict[str, list[int]] = {name: [] for name in names}
+    clock = time.perf_counter_ns
+    for i in range(samples):
+        for name, fn in orders[i % len(orders)]:
+            start = clock()
+            fn()
+            timings[name].append(clock() - start)
+    return {name: statistics.median(values) / 1e9 for name, values in timings.items()}
 
 
 def measure_async(

@@ -7,8 +7,8 @@ so most calls are refused, like a client hammering its limit.
 
 Redis: a redis-server on a free port on 127.0.0.1 is started (and stopped) here. Every Redis row
 uses the same kind of client on the same connection; PING is the floor (one round trip).
-Ratios against PING on localhost are dominated by CPU time (client and server share this
-machine), so rows are measured in alternation and the best of several rounds is kept.
+Round trips on localhost vary widely from call to call, so the rows take turns call by call
+and each reports its median (``measure_paired``).
 """
 
 from __future__ import annotations
