@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -256,14 +257,32 @@ class RedisStore:
                 "use the async forms (atry_acquire, aacquire, acall, async with, async "
                 "decorated functions) or give the store a redis.Redis"
             )
-        execute = self.client.execute_command
         try:
+            return self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
+        except Exception as error:
+            return self._evalsha_failed(error, script, numkeys, keys_and_args)
+
+    def _evalsha_failed(
+        self,
+        error: Exception,
+        script: _Script,
+        numkeys: int,
+        keys_and_args: tuple[str | int, ...],
+    ) -> Any:
+        """What follows a failed sync EVALSHA (see `_eval`): its reply, or the error to raise.
+
+        After NOSCRIPT (a restarted or flushed server) the script runs once with EVAL, which
+        caches it again; Redis and socket errors become `StoreUnavailable`; anything else
+        propagates as it is.
+        """
+        if isinstance(error, self._no_script):
             try:
-                return execute("EVALSHA", script.sha, numkeys, *keys_and_args)
-            except self._no_script:
-                return execute("EVAL", script.source, numkeys, *keys_and_args)
-        except self._errors as error:
+                return self.client.execute_command("EVAL", script.source, numkeys, *keys_and_args)
+            except self._errors as again:
+                raise StoreUnavailable(f"redis failed: {again}") from again
+        if isinstance(error, self._errors):
             raise StoreUnavailable(f"redis failed: {error}") from error
+        raise error
 
     async def _aeval(self, script: _Script, numkeys: int, *keys_and_args: str | int) -> Any:
         if not self._async:
@@ -315,7 +334,10 @@ class _RedisRateLimiter:
         "_script",
         "_second",
         "_store",
+        "decide",
     )
+
+    decide: Callable[..., Decision]
 
     def __init__(self, store: RedisStore, limiter: RateLimiter) -> None:
         algorithm = limiter.algorithm
@@ -327,6 +349,43 @@ class _RedisRateLimiter:
         head, _, tail = store._key(limiter.name, "\0", algorithm).partition("\0")
         self._key_head = head
         self._key_tail = tail
+        # With a sync client, decisions take a closure that calls the client directly: a
+        # Redis decision should cost one round trip and as little as possible besides.
+        self.decide = self._decide if store._async else self._direct_decide()
+
+    def _direct_decide(self) -> Callable[..., Decision]:
+        """`_decide` for a sync client, with `RedisStore._eval`'s common case inlined."""
+        store = self._store
+        script = self._script
+        sha = script.sha
+        head = self._key_head
+        tail = self._key_tail
+        first = self._first
+        second = self._second
+        limit = self._limit
+        execute = store.client.execute_command
+        failed = store._evalsha_failed
+        fallback = self._fallback
+        general = self._decide
+        ticks = TICKS_PER_SECOND
+
+        def decide(key: str, cost: int, now: int | None = None) -> Decision:
+            if now is not None:
+                return general(key, cost, now)
+            redis_key = head + key + tail
+            try:
+                reply = execute("EVALSHA", sha, 1, redis_key, first, second, cost)
+            except Exception as error:
+                try:
+                    reply = failed(error, script, 1, (redis_key, first, second, cost))
+                except StoreUnavailable as unavailable:
+                    return fallback(unavailable, cost)
+            allowed, remaining, retry_after, reset_after = reply
+            return _new(
+                Decision, (allowed == 1, limit, remaining, retry_after / ticks, reset_after / ticks)
+            )
+
+        return decide
 
     def _args(self, cost: int, now: int | None) -> tuple[int, ...]:
         if now is None:
@@ -356,7 +415,7 @@ class _RedisRateLimiter:
         wait = self._store.error_retry_after
         return _new(Decision, (False, self._limit, 0, wait, wait))
 
-    def decide(self, key: str, cost: int, now: int | None = None) -> Decision:
+    def _decide(self, key: str, cost: int, now: int | None = None) -> Decision:
         """One decision; ``now`` (ticks) pins the script's clock, for tests only."""
         redis_key = self._key_head + key + self._key_tail
         try:
