@@ -5,9 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 comma := ,
 
-# One stamp per set of extras, named after a checksum of pyproject.toml: editing the project's
-# metadata checks the environment again (and installs only if something is missing).
-HASH := $(shell cksum pyproject.toml | cut -d' ' -f1)
+# One stamp per set of extras, named after a checksum of what the install builds from: editing
+# the project's metadata or its C source checks the environment again (and installs only if
+# something is missing or stale).
+BUILD_INPUTS := pyproject.toml setup.py src/resilient/_speedups.c
+HASH := $(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 installed = $(VENV)/.installed-$(1)-$(HASH)
 
 .PHONY: demo test lint format bench docs clean distclean venv redis
@@ -16,7 +18,7 @@ $(BIN)/python:
 	@bash scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
 
 # $* is the extras joined by "-", e.g. .venv/.installed-dev-bench-<hash> installs ".[dev,bench]".
-$(VENV)/.installed-%-$(HASH): pyproject.toml | $(BIN)/python
+$(VENV)/.installed-%-$(HASH): $(BUILD_INPUTS) | $(BIN)/python
 	@$(BIN)/python scripts/venv-satisfied.py "$(subst -,$(comma),$*)" \
 		|| $(BIN)/python -m pip install --quiet -e ".[$(subst -,$(comma),$*)]"
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete

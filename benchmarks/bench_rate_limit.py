@@ -1,6 +1,8 @@
 """Rate limiters: one decision in memory, and one decision in Redis against a PING round trip.
 
 Memory: resilient's limiters against ``limits`` (moving window, fixed window) and ``aiolimiter``.
+The token bucket rows use the C decision (``resilient._speedups``) when it is built, as users
+get it; the rows marked "pure Python" show the fallback used where it is not.
 The "allowed" rows use quotas that do not run out during the measurement, so every call is
 granted; the "at quota" rows give resilient and ``limits`` the same quota (1,000 per second),
 so most calls are refused, like a client hammering its limit.
@@ -14,11 +16,26 @@ and each reports its median (``measure_paired``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ._harness import Report, measure, measure_async, measure_paired
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def _pure_python(make: Callable[[], T]) -> T:
+    """``make()`` with the C token bucket switched off while it binds its store."""
+    from resilient.stores import _memory
+
+    native = _memory._speedups
+    _memory._speedups = None
+    try:
+        return make()
+    finally:
+        _memory._speedups = native
 
 
 def _memory(report: Report) -> None:
@@ -26,10 +43,17 @@ def _memory(report: Report) -> None:
     from limits import RateLimitItemPerSecond, storage, strategies
 
     from resilient import SlidingWindow, TokenBucket
+    from resilient.stores import _memory
 
+    version = "C" if _memory._speedups is not None else "pure Python: the C extension is not built"
+    print(f"  memory token bucket: {version}", flush=True)
     group = "rate limiter decision, memory (allowed)"
     bucket = TokenBucket(rate=1e6, capacity=10**9)
     ours = report.add(group, "resilient TokenBucket.try_acquire()", measure(bucket.try_acquire))
+    plain = _pure_python(lambda: TokenBucket(rate=1e6, capacity=10**9))
+    report.add(
+        group, "resilient TokenBucket.try_acquire() (pure Python)", measure(plain.try_acquire)
+    )
     keyed = TokenBucket(rate=1e6, capacity=10**9)
     report.add(
         group,
@@ -61,6 +85,12 @@ def _memory(report: Report) -> None:
         "resilient TokenBucket.try_acquire('k')",
         measure(lambda: at_quota.try_acquire("k")),
         baseline=True,
+    )
+    plain_quota = _pure_python(lambda: TokenBucket(rate=1000.0, capacity=1000))
+    report.add(
+        quota,
+        "resilient TokenBucket.try_acquire('k') (pure Python)",
+        measure(lambda: plain_quota.try_acquire("k")),
     )
     moving = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
     per_second = RateLimitItemPerSecond(1000)

@@ -1,16 +1,20 @@
 """Tell whether this interpreter already has the project installed with the given extras.
 
 Usage: ``python scripts/venv-satisfied.py dev,bench``. Exits 0 when the project is installed
-in editable mode from this checkout, at the version pyproject.toml declares, and every
-requirement of the project and of the named extras is installed at an allowed version; exits 1
-naming what is missing otherwise. The Makefile runs it before ``pip install`` so that an
+in editable mode from this checkout, at the version pyproject.toml declares, with its C
+extension built from the current source where setup.py builds one, and every requirement of
+the project and of the named extras is installed at an allowed version; exits 1 naming what is
+missing otherwise. The Makefile runs it before ``pip install`` so that an
 environment that is already complete is not reinstalled.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -63,6 +67,8 @@ def problems(extras: list[str]) -> list[str]:
     if not direct_url.get("dir_info", {}).get("editable") or direct_url.get("url") != ROOT.as_uri():
         found.append(f"{project['name']} is not installed in editable mode from {ROOT}")
 
+    found.extend(_extension_problems())
+
     optional: dict[str, list[str]] = project.get("optional-dependencies", {})
     wanted = [requirement(text) for text in project.get("dependencies", [])]
     pending, seen = list(extras), set()
@@ -86,6 +92,29 @@ def problems(extras: list[str]) -> list[str]:
             continue
         found.extend(_check(req, requirement))
     return found
+
+
+def _extension_problems() -> list[str]:
+    """The C extension is missing or older than its source, where setup.py would build it.
+
+    Where it cannot be built (no compiler), this asks for one more install each time the
+    build inputs change; the Makefile's stamp keeps it from asking on every run.
+    """
+    if (
+        platform.python_implementation() != "CPython"
+        or not sys.platform.startswith("linux")
+        or sysconfig.get_config_var("Py_GIL_DISABLED")
+        or os.environ.get("RESILIENT_NO_EXTENSIONS")
+    ):
+        return []
+    source = ROOT / "src" / "resilient" / "_speedups.c"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    built = source.with_name("_speedups" + suffix)
+    if not built.exists():
+        return ["the C extension resilient._speedups is not built"]
+    if built.stat().st_mtime < source.stat().st_mtime:
+        return ["the C extension resilient._speedups is older than its source"]
+    return []
 
 
 def _check(req: Any, requirement: Any) -> list[str]:

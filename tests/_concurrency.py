@@ -8,15 +8,17 @@ from typing import Any
 import anyio
 
 
-def admitted_by_threads(limiter: Any, threads: int = 8, calls: int = 500) -> int:
-    """How many of ``threads`` x ``calls`` concurrent ``try_acquire("shared")`` were allowed."""
+def admitted_by_threads(
+    limiter: Any, threads: int = 8, calls: int = 500, key: str = "shared"
+) -> int:
+    """How many of ``threads`` x ``calls`` concurrent ``try_acquire(key)`` were allowed."""
     barrier = threading.Barrier(threads)
     allowed = [0] * threads
 
     def hammer(index: int) -> None:
         barrier.wait()
         for _ in range(calls):
-            if limiter.try_acquire("shared").allowed:
+            if limiter.try_acquire(key).allowed:
                 allowed[index] += 1
 
     workers = [threading.Thread(target=hammer, args=(i,)) for i in range(threads)]

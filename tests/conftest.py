@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import platform
+import sys
+import sysconfig
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -42,6 +45,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
+
+
+@pytest.fixture(params=["c", "python"])
+def gcra_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the C memory token bucket and once with the pure Python one.
+
+    Limiters bound while the test runs use the chosen version. The C one is skipped where it
+    is not built, except under ``CI=true`` on CPython on Linux, where setup.py builds it: a
+    missing extension there is a failure (set ``RESILIENT_NO_EXTENSIONS=1`` to test without).
+    """
+    from resilient.stores import _memory
+
+    if request.param == "python":
+        monkeypatch.setattr(_memory, "_speedups", None)
+    elif _memory._speedups is None:
+        expected = (
+            platform.python_implementation() == "CPython"
+            and sys.platform.startswith("linux")
+            and not sysconfig.get_config_var("Py_GIL_DISABLED")
+            and not os.environ.get("RESILIENT_NO_EXTENSIONS")
+        )
+        message = "resilient._speedups is not built (needs a C compiler and Python headers)"
+        if expected and os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

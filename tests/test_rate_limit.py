@@ -19,6 +19,9 @@ from resilient.testing import FakeClock
 
 from ._concurrency import admitted_by_tasks, admitted_by_threads
 
+# Every test runs on the C and on the pure Python memory token bucket.
+pytestmark = pytest.mark.usefixtures("gcra_impl")
+
 # ---------------------------------------------------------------------------------------------
 # Independent models, in exact fractions: what the algorithms are supposed to compute.
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from resilient import SlidingWindow, TokenBucket
 from resilient.stores import MemoryStore
 from resilient.testing import FakeClock
 
+# Every test runs on the C and on the pure Python memory token bucket.
+pytestmark = pytest.mark.usefixtures("gcra_impl")
+
 
 def test_a_million_distinct_keys_keep_at_most_max_keys_entries() -> None:
     store = MemoryStore(max_keys=10_000)

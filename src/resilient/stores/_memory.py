@@ -22,6 +22,7 @@ check them against the reference functions.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -42,6 +43,25 @@ __all__ = ["MemoryStore"]
 
 _new = tuple.__new__
 _NEVER = -(2**62)  # a timestamp before any real one: "no state"
+
+
+def _load_speedups() -> Any:
+    """The C token bucket (`resilient._speedups`), or None.
+
+    None when the extension was not built (no compiler at install time, or not CPython on
+    Linux) or when the ``RESILIENT_NO_EXTENSIONS`` environment variable is set.
+    """
+    if os.environ.get("RESILIENT_NO_EXTENSIONS"):
+        return None
+    try:
+        from .. import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+#: The C token bucket, read when a limiter is bound (the tests swap it to run both versions).
+_speedups: Any = _load_speedups()
 
 
 class MemoryStore:
@@ -171,17 +191,28 @@ class _GCRA(_Binding):
 
     ``decide`` is the plain decision; ``try_acquire`` is the same closure with the argument
     check and the ``RateLimited`` event folded in, which the limiter installs as its own
-    ``try_acquire`` so that the hot path is a single Python call (and ``atry_acquire``, one
+    ``try_acquire`` so that the hot path is a single call (and ``atry_acquire``, one
     coroutine around it, as its own ``atry_acquire``).
+
+    Both are the C versions from `resilient._speedups` when it is available (same formulas,
+    same state: the global key's TAT in the C object, keyed TATs in the store), and closures
+    built by `_build` otherwise.
     """
 
-    __slots__ = ("_cell", "atry_acquire", "try_acquire")
+    __slots__ = ("_cell", "_native", "atry_acquire", "try_acquire")
 
     def __init__(self, store: MemoryStore, limiter: RateLimiter) -> None:
         super().__init__(store, limiter)
-        self._cell = [_NEVER]  # the global key's TAT
-        self.decide = self._build(store, limiter, public=False)
-        self.try_acquire = try_acquire = self._build(store, limiter, public=True)
+        self._cell = [_NEVER]  # the global key's TAT (pure Python version)
+        self._native: Any = None
+        try_acquire: Callable[..., Decision]
+        if _speedups is not None:
+            self._native = native = self._build_native(store, limiter)
+            self.decide = native.decide
+            self.try_acquire = try_acquire = native.try_acquire
+        else:
+            self.decide = self._build(store, limiter, public=False)
+            self.try_acquire = try_acquire = self._build(store, limiter, public=True)
 
         async def atry_acquire(key: str = "", cost: int = 1) -> Decision:
             # Memory never waits: one coroutine around the sync decision, not two.
@@ -285,8 +316,36 @@ class _GCRA(_Binding):
                 ),
             )
 
-        try_acquire.__doc__ = type(limiter).try_acquire.__doc__
+        if public:
+            try_acquire.__doc__ = type(limiter).try_acquire.__doc__
+            # Named like the method it stands in for (argument errors quote it), as in C.
+            try_acquire.__qualname__ = "TokenBucket.try_acquire"
         return try_acquire
+
+    def _build_native(self, store: MemoryStore, limiter: RateLimiter) -> Any:
+        interval, tolerance = limiter._params()
+        kind = limiter.kind
+        name = limiter.name
+
+        def denied(key: str, cost: int, retry_after: float) -> None:
+            # Called by the C decision only when the hub has listeners.
+            HUB.emit(RateLimited(kind, name, key, cost, retry_after))
+
+        return _speedups.GCRA(
+            interval=interval,
+            tolerance=tolerance,
+            capacity=self._limit,
+            tat=_NEVER,
+            decision=Decision,
+            lock=store._lock,
+            data=store._data,
+            insert=store._insert,
+            binding=self,
+            check_cost=limiter._check_cost,
+            monotonic=None if limiter.clock is SYSTEM_CLOCK else self._monotonic,
+            hub=HUB,
+            denied=denied,
+        )
 
     def now(self) -> int:
         if self._monotonic is time.monotonic:
@@ -294,10 +353,13 @@ class _GCRA(_Binding):
         return round(self._monotonic() * TICKS_PER_SECOND)
 
     def default_live(self) -> bool:
-        return self._cell[0] > self.now()
+        tat = self._cell[0] if self._native is None else self._native.tat
+        return bool(tat > self.now())
 
     def reset_default(self) -> None:
         self._cell[0] = _NEVER
+        if self._native is not None:
+            self._native.tat = _NEVER
 
 
 class _SlidingCounter(_Binding):

@@ -1,0 +1,581 @@
+/* resilient._speedups: the memory token bucket's decision in C.
+ *
+ * `GCRA` is what `resilient.stores._memory._GCRA` builds in pure Python (the closure in
+ * `_GCRA._build`), computed with the same formulas (`resilient._rate_limit.gcra`) on 64-bit
+ * integer ticks. The module is optional: without it (no compiler at install time, another
+ * interpreter, or RESILIENT_NO_EXTENSIONS set), the pure Python version runs; the tests run
+ * both and compare them with the reference function.
+ *
+ * Concurrency. The global key's state is a C field updated with no Python code between the
+ * read and the write, so the GIL makes the update atomic (setup.py does not build this
+ * module for free-threaded interpreters). Keyed state lives in the store's OrderedDict, shared
+ * with Python code (insertion, expiry, eviction, len, clear), so keyed decisions take the
+ * store's lock, as the Python version does.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <time.h>
+
+#define TICKS_PER_SECOND 1000000LL
+/* Clock readings beyond this many ticks (about 36,000 years) are refused: every sum of a
+ * reading and a span (<= 2**50) then stays far inside a 64-bit integer. */
+#define MAX_TICKS (1LL << 60)
+
+static PyObject *ONE;        /* the int 1 (a cached small int: compared by identity) */
+static PyObject *EMPTY;      /* "" */
+static PyObject *ZERO_FLOAT; /* 0.0, the retry_after of every granted decision */
+static PyObject *ACTIVE;     /* "active" */
+
+typedef struct {
+    PyObject_HEAD
+    long long interval;  /* ticks per unit */
+    long long tolerance; /* capacity * interval */
+    long long tat;       /* the global key's theoretical arrival time */
+    PyObject *capacity;  /* int: every Decision's `limit` */
+    PyTypeObject *decision;
+    PyObject *acquire; /* the store lock's bound acquire / release */
+    PyObject *release;
+    PyObject *data; /* the store's OrderedDict: (binding, key) -> [tat] */
+    PyObject *move_to_end;
+    PyObject *insert; /* store._insert(composite, entry), called with the lock held */
+    PyObject *binding;
+    PyObject *check_cost; /* limiter._check_cost(cost) -> int, or raises */
+    PyObject *monotonic;  /* the clock's monotonic(), or None for the system clock */
+    PyObject *hub;        /* the event hub: `denied` is called only when hub.active */
+    PyObject *denied;     /* denied(key, cost, retry_after) emits RateLimited */
+} GCRAObject;
+
+/* -- clock ---------------------------------------------------------------------------- */
+
+static int
+read_now(GCRAObject *self, long long *now)
+{
+    if (self->monotonic == Py_None) {
+        /* time.monotonic_ns() // 1000, as the Python version reads it: on Linux both are
+         * CLOCK_MONOTONIC. Elsewhere, ask time.monotonic_ns's own clock through Python. */
+#if defined(__linux__) && defined(CLOCK_MONOTONIC)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        *now = (long long)ts.tv_sec * TICKS_PER_SECOND + ts.tv_nsec / 1000;
+        return 0;
+#else
+        PyErr_SetString(PyExc_RuntimeError, "system clock not available to _speedups");
+        return -1;
+#endif
+    }
+    /* round(clock.monotonic() * 1_000_000): Python rounds half to even. */
+    PyObject *reading = PyObject_CallNoArgs(self->monotonic);
+    if (reading == NULL) {
+        return -1;
+    }
+    double seconds = PyFloat_AsDouble(reading);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(reading);
+        return -1;
+    }
+    double ticks = seconds * 1000000.0;
+    double rounded = round(ticks);
+    if (fabs(ticks - rounded) == 0.5) {
+        rounded = 2.0 * round(ticks / 2.0);
+    }
+    if (!(fabs(rounded) < (double)MAX_TICKS)) {
+        PyErr_Format(PyExc_OverflowError, "clock reading out of range: %R seconds", reading);
+        Py_DECREF(reading);
+        return -1;
+    }
+    Py_DECREF(reading);
+    *now = (long long)rounded;
+    return 0;
+}
+
+/* -- decisions ------------------------------------------------------------------------ */
+
+static PyObject *
+make_decision(GCRAObject *self, int allowed, long long remaining, long long retry_after,
+              long long reset_after)
+{
+    /* What tuple.__new__(Decision, items) does, without building the items tuple first. */
+    PyObject *decision = self->decision->tp_alloc(self->decision, 5);
+    if (decision == NULL) {
+        return NULL;
+    }
+    PyObject *flag = allowed ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(decision, 0, flag);
+    Py_INCREF(self->capacity);
+    PyTuple_SET_ITEM(decision, 1, self->capacity);
+    PyObject *item = PyLong_FromLongLong(remaining);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(decision, 2, item);
+    if (allowed) {
+        Py_INCREF(ZERO_FLOAT);
+        item = ZERO_FLOAT;
+    }
+    else {
+        /* An int / int in Python is correctly rounded; so is this, as both are exact. */
+        item = PyFloat_FromDouble((double)retry_after / (double)TICKS_PER_SECOND);
+        if (item == NULL) {
+            goto error;
+        }
+    }
+    PyTuple_SET_ITEM(decision, 3, item);
+    item = PyFloat_FromDouble((double)reset_after / (double)TICKS_PER_SECOND);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(decision, 4, item);
+    return decision;
+error:
+    Py_DECREF(decision);
+    return NULL;
+}
+
+static int
+lock_call(PyObject *method)
+{
+    PyObject *result = PyObject_CallNoArgs(method);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* The keyed part of a decision, with the store's lock held. Sets *tat to the key's TAT
+ * (at least now) and returns 1 if granted (the entry updated or inserted), 0 if not, -1 on
+ * error. */
+static int
+decide_keyed(GCRAObject *self, PyObject *composite, long long now, long long step,
+             long long *tat_out)
+{
+    PyObject *entry = PyDict_GetItemWithError(self->data, composite); /* borrowed */
+    long long tat = now;
+    if (entry == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    else {
+        Py_INCREF(entry);
+        PyObject *moved = PyObject_CallOneArg(self->move_to_end, composite);
+        if (moved == NULL) {
+            Py_DECREF(entry);
+            return -1;
+        }
+        Py_DECREF(moved);
+        if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) < 1) {
+            Py_DECREF(entry);
+            PyErr_SetString(PyExc_RuntimeError, "corrupt memory store entry");
+            return -1;
+        }
+        long long stored = PyLong_AsLongLong(PyList_GET_ITEM(entry, 0));
+        if (stored == -1 && PyErr_Occurred()) {
+            Py_DECREF(entry);
+            return -1;
+        }
+        if (stored > tat) {
+            tat = stored;
+        }
+    }
+    *tat_out = tat;
+    long long new_tat = tat + step;
+    if (new_tat - now > self->tolerance) {
+        Py_XDECREF(entry);
+        return 0;
+    }
+    PyObject *value = PyLong_FromLongLong(new_tat);
+    if (value == NULL) {
+        Py_XDECREF(entry);
+        return -1;
+    }
+    if (entry != NULL) {
+        PyList_SetItem(entry, 0, value); /* steals value */
+        Py_DECREF(entry);
+        return 1;
+    }
+    PyObject *fresh = PyList_New(1);
+    if (fresh == NULL) {
+        Py_DECREF(value);
+        return -1;
+    }
+    PyList_SET_ITEM(fresh, 0, value);
+    PyObject *done = PyObject_CallFunctionObjArgs(self->insert, composite, fresh, NULL);
+    Py_DECREF(fresh);
+    if (done == NULL) {
+        return -1;
+    }
+    Py_DECREF(done);
+    return 1;
+}
+
+static PyObject *
+decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
+{
+    long long units = 1;
+    if (cost != ONE) {
+        PyObject *checked = PyObject_CallOneArg(self->check_cost, cost);
+        if (checked == NULL) {
+            return NULL;
+        }
+        units = PyLong_AsLongLong(checked);
+        Py_DECREF(checked);
+        if (units == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    /* check_cost bounds units by the capacity, so this stays below 2**50. */
+    long long step = units * self->interval;
+    long long now;
+    if (read_now(self, &now) < 0) {
+        return NULL;
+    }
+    int keyed = PyObject_IsTrue(key);
+    if (keyed < 0) {
+        return NULL;
+    }
+    long long tat = now;
+    int allowed;
+    if (!keyed) {
+        /* No Python code runs from here to the write: the GIL makes it atomic. */
+        tat = self->tat > now ? self->tat : now;
+        allowed = tat + step - now <= self->tolerance;
+        if (allowed) {
+            self->tat = tat + step;
+        }
+    }
+    else {
+        PyObject *composite = PyTuple_Pack(2, self->binding, key);
+        if (composite == NULL) {
+            return NULL;
+        }
+        if (lock_call(self->acquire) < 0) {
+            Py_DECREF(composite);
+            return NULL;
+        }
+        allowed = decide_keyed(self, composite, now, step, &tat);
+        Py_DECREF(composite);
+        /* Release even after an error, keeping that error (not one from release). */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        int released = lock_call(self->release);
+        if (type != NULL) {
+            if (released == 0) {
+                PyErr_Restore(type, value, traceback);
+            }
+            else {
+                Py_DECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(traceback);
+            }
+            return NULL;
+        }
+        if (released < 0) {
+            return NULL;
+        }
+    }
+    long long new_tat = tat + step;
+    if (allowed) {
+        long long backlog = new_tat - now;
+        return make_decision(self, 1, (self->tolerance - backlog) / self->interval, 0, backlog);
+    }
+    long long backlog = tat - now;
+    long long retry_after = new_tat - self->tolerance - now;
+    long long remaining =
+        backlog <= self->tolerance ? (self->tolerance - backlog) / self->interval : 0;
+    if (public) {
+        PyObject *active = PyObject_GetAttr(self->hub, ACTIVE);
+        if (active == NULL) {
+            return NULL;
+        }
+        int listening = PyObject_IsTrue(active);
+        Py_DECREF(active);
+        if (listening < 0) {
+            return NULL;
+        }
+        if (listening) {
+            PyObject *seconds =
+                PyFloat_FromDouble((double)retry_after / (double)TICKS_PER_SECOND);
+            if (seconds == NULL) {
+                return NULL;
+            }
+            PyObject *done =
+                PyObject_CallFunctionObjArgs(self->denied, key, cost, seconds, NULL);
+            Py_DECREF(seconds);
+            if (done == NULL) {
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+    }
+    return make_decision(self, 0, remaining, retry_after, backlog);
+}
+
+/* -- methods -------------------------------------------------------------------------- */
+
+static int
+take_argument(PyObject **slot, PyObject *value, const char *name, const char *function)
+{
+    if (*slot != NULL) {
+        PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", function,
+                     name);
+        return -1;
+    }
+    *slot = value;
+    return 0;
+}
+
+/* try_acquire(key="", cost=1), parsed like a Python function's arguments. */
+static PyObject *
+GCRA_try_acquire(GCRAObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *key = NULL, *cost = NULL;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "TokenBucket.try_acquire() takes from 0 to 2 positional arguments but %zd were "
+                     "given",
+                     nargs);
+        return NULL;
+    }
+    if (nargs > 0) {
+        key = args[0];
+    }
+    if (nargs > 1) {
+        cost = args[1];
+    }
+    if (kwnames != NULL) {
+        Py_ssize_t count = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            PyObject *value = args[nargs + i];
+            int status;
+            if (PyUnicode_CompareWithASCIIString(name, "key") == 0) {
+                status = take_argument(&key, value, "key", "TokenBucket.try_acquire");
+            }
+            else if (PyUnicode_CompareWithASCIIString(name, "cost") == 0) {
+                status = take_argument(&cost, value, "cost", "TokenBucket.try_acquire");
+            }
+            else {
+                PyErr_Format(PyExc_TypeError,
+                             "TokenBucket.try_acquire() got an unexpected keyword argument '%U'", name);
+                return NULL;
+            }
+            if (status < 0) {
+                return NULL;
+            }
+        }
+    }
+    return decide(self, key == NULL ? EMPTY : key, cost == NULL ? ONE : cost, 1);
+}
+
+/* decide(key, cost): the same decision without the RateLimited event (the limiter's
+ * acquire() emits its own). */
+static PyObject *
+GCRA_decide(GCRAObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "decide() takes 2 positional arguments but %zd were given",
+                     nargs);
+        return NULL;
+    }
+    return decide(self, args[0], args[1], 0);
+}
+
+static PyMethodDef GCRA_methods[] = {
+    {"try_acquire", (PyCFunction)(void (*)(void))GCRA_try_acquire,
+     METH_FASTCALL | METH_KEYWORDS,
+     "try_acquire($self, /, key='', cost=1)\n--\n\n"
+     "Take ``cost`` units for ``key`` if they are available now; never waits.\n\n"
+     "Emits ``RateLimited`` when refused and the event hub has listeners."},
+    {"decide", (PyCFunction)(void (*)(void))GCRA_decide, METH_FASTCALL,
+     "decide($self, key, cost, /)\n--\n\nThe decision, without the event."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* -- the global key's state, for the Python side (len(), clear()) ----------------------- */
+
+static PyObject *
+GCRA_get_tat(GCRAObject *self, void *closure)
+{
+    return PyLong_FromLongLong(self->tat);
+}
+
+static int
+GCRA_set_tat(GCRAObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete tat");
+        return -1;
+    }
+    long long tat = PyLong_AsLongLong(value);
+    if (tat == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->tat = tat;
+    return 0;
+}
+
+static PyGetSetDef GCRA_getset[] = {
+    {"tat", (getter)GCRA_get_tat, (setter)GCRA_set_tat,
+     "The global key's theoretical arrival time, in ticks.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+/* -- life cycle ----------------------------------------------------------------------- */
+
+static PyObject *
+GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"interval",  "tolerance",  "capacity", "tat",       "decision",
+                            "lock",      "data",       "insert",   "binding",   "check_cost",
+                            "monotonic", "hub",        "denied",   NULL};
+    long long interval, tolerance, tat;
+    PyObject *capacity, *decision, *lock, *data, *insert, *binding, *check_cost, *monotonic,
+        *hub, *denied;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$LLOLOOOOOOOOO:GCRA", names, &interval,
+                                     &tolerance, &capacity, &tat, &decision, &lock, &data,
+                                     &insert, &binding, &check_cost, &monotonic, &hub, &denied)) {
+        return NULL;
+    }
+    if (interval < 1 || tolerance < interval || tolerance > MAX_TICKS) {
+        PyErr_SetString(PyExc_ValueError, "GCRA needs 1 <= interval <= tolerance <= 2**60");
+        return NULL;
+    }
+    if (!PyType_Check(decision) ||
+        !PyType_IsSubtype((PyTypeObject *)decision, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "decision must be a tuple subclass");
+        return NULL;
+    }
+    if (!PyDict_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "data must be a dict");
+        return NULL;
+    }
+    GCRAObject *self = (GCRAObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->interval = interval;
+    self->tolerance = tolerance;
+    self->tat = tat;
+    Py_INCREF(capacity);
+    self->capacity = capacity;
+    Py_INCREF(decision);
+    self->decision = (PyTypeObject *)decision;
+    self->acquire = PyObject_GetAttrString(lock, "acquire");
+    self->release = PyObject_GetAttrString(lock, "release");
+    self->move_to_end = PyObject_GetAttrString(data, "move_to_end");
+    Py_INCREF(data);
+    self->data = data;
+    Py_INCREF(insert);
+    self->insert = insert;
+    Py_INCREF(binding);
+    self->binding = binding;
+    Py_INCREF(check_cost);
+    self->check_cost = check_cost;
+    Py_INCREF(monotonic);
+    self->monotonic = monotonic;
+    Py_INCREF(hub);
+    self->hub = hub;
+    Py_INCREF(denied);
+    self->denied = denied;
+    if (self->acquire == NULL || self->release == NULL || self->move_to_end == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+GCRA_traverse(GCRAObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->capacity);
+    Py_VISIT(self->decision);
+    Py_VISIT(self->acquire);
+    Py_VISIT(self->release);
+    Py_VISIT(self->data);
+    Py_VISIT(self->move_to_end);
+    Py_VISIT(self->insert);
+    Py_VISIT(self->binding);
+    Py_VISIT(self->check_cost);
+    Py_VISIT(self->monotonic);
+    Py_VISIT(self->hub);
+    Py_VISIT(self->denied);
+    return 0;
+}
+
+static int
+GCRA_clear(GCRAObject *self)
+{
+    Py_CLEAR(self->capacity);
+    Py_CLEAR(self->decision);
+    Py_CLEAR(self->acquire);
+    Py_CLEAR(self->release);
+    Py_CLEAR(self->data);
+    Py_CLEAR(self->move_to_end);
+    Py_CLEAR(self->insert);
+    Py_CLEAR(self->binding);
+    Py_CLEAR(self->check_cost);
+    Py_CLEAR(self->monotonic);
+    Py_CLEAR(self->hub);
+    Py_CLEAR(self->denied);
+    return 0;
+}
+
+static void
+GCRA_dealloc(GCRAObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    GCRA_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject GCRAType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "resilient._speedups.GCRA",
+    .tp_basicsize = sizeof(GCRAObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One token bucket's decisions over a MemoryStore (see resilient.stores._memory).",
+    .tp_new = GCRA_new,
+    .tp_traverse = (traverseproc)GCRA_traverse,
+    .tp_clear = (inquiry)GCRA_clear,
+    .tp_dealloc = (destructor)GCRA_dealloc,
+    .tp_methods = GCRA_methods,
+    .tp_getset = GCRA_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "resilient._speedups",
+    .m_doc = "Optional C versions of resilient's hottest paths (the memory token bucket).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&GCRAType) < 0) {
+        return NULL;
+    }
+    ONE = PyLong_FromLong(1);
+    EMPTY = PyUnicode_FromString("");
+    ZERO_FLOAT = PyFloat_FromDouble(0.0);
+    ACTIVE = PyUnicode_InternFromString("active");
+    if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&GCRAType);
+    if (PyModule_AddObject(m, "GCRA", (PyObject *)&GCRAType) < 0) {
+        Py_DECREF(&GCRAType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,31 @@
+"""Types of the optional C extension (see _speedups.c)."""
+
+from collections.abc import Callable
+from typing import Any
+
+class GCRA:
+    """One token bucket's decisions over a MemoryStore (see resilient.stores._memory)."""
+
+    tat: int
+
+    def __init__(
+        self,
+        *,
+        interval: int,
+        tolerance: int,
+        capacity: int,
+        tat: int,
+        decision: type[tuple[Any, ...]],
+        lock: Any,
+        data: dict[Any, list[Any]],
+        insert: Callable[[Any, list[Any]], None],
+        binding: object,
+        check_cost: Callable[[object], int],
+        monotonic: Callable[[], float] | None,
+        hub: Any,
+        denied: Callable[[str, int, float], None],
+    ) -> None: ...
+    def try_acquire(self, key: str = "", cost: int = 1) -> Any:
+        """Take ``cost`` units for ``key`` if they are available now; never waits."""
+    def decide(self, key: str, cost: int, /) -> Any:
+        """The decision, without the event."""

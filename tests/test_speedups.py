@@ -1,0 +1,145 @@
+"""The C memory token bucket (resilient._speedups) behaves like the pure Python one.
+
+The decision formulas of both versions are checked against the reference in
+test_rate_limit.py and test_memory.py, which run every test on each version (the ``gcra_impl``
+fixture). Here: what only a C function could get wrong, namely argument handling, errors
+raised with the store's lock held, and references leaked.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from resilient import Decision, TokenBucket
+from resilient.instrumentation import subscribe, unsubscribe
+from resilient.stores import MemoryStore
+from resilient.testing import FakeClock
+
+from ._concurrency import admitted_by_threads
+
+pytestmark = pytest.mark.usefixtures("gcra_impl")
+
+
+def outcome(call: Callable[[], object]) -> object:
+    """What a call returns, or the type and message of what it raises."""
+    try:
+        return call()
+    except Exception as error:  # the error is the outcome being compared
+        return (type(error), str(error))
+
+
+def test_the_bound_try_acquire_is_the_chosen_version(gcra_impl: str) -> None:
+    limiter = TokenBucket(rate=1.0, capacity=2)
+    native = type(limiter.try_acquire).__name__ == "builtin_function_or_method"
+    assert native == (gcra_impl == "c")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        (("k",), {}),
+        (("k", 2), {}),
+        ((), {"key": "k"}),
+        ((), {"cost": 2}),
+        ((), {"key": "k", "cost": 2}),
+        (("k",), {"cost": 2}),
+        (("k", 1, 3), {}),
+        (("k",), {"key": "j"}),
+        (("k", 1), {"cost": 1}),
+        ((), {"size": 1}),
+        ((), {"cost": 0}),
+        ((), {"cost": 9}),
+        ((), {"cost": 1.0}),
+        ((), {"cost": True}),
+        ((None,), {}),
+    ],
+)
+def test_arguments_are_taken_like_a_python_function(
+    args: tuple[Any, ...], kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resilient.stores import _memory
+
+    def call(speedups: Any) -> object:
+        monkeypatch.setattr(_memory, "_speedups", speedups)
+        limiter = TokenBucket(rate=1.0, capacity=3, clock=FakeClock())
+        return outcome(lambda: limiter.try_acquire(*args, **kwargs))
+
+    chosen = _memory._speedups
+    assert call(chosen) == call(None)
+
+
+def test_the_signature_is_readable() -> None:
+    limiter = TokenBucket(rate=1.0, capacity=3)
+    parameters = inspect.signature(limiter.try_acquire).parameters
+    assert list(parameters) == ["key", "cost"]
+    assert parameters["key"].default == ""
+    assert parameters["cost"].default == 1
+
+
+def test_an_unhashable_key_raises_and_leaves_the_store_usable() -> None:
+    store = MemoryStore()
+    limiter = TokenBucket(rate=1.0, capacity=1, store=store, clock=FakeClock())
+    with pytest.raises(TypeError, match="unhashable"):
+        limiter.try_acquire(["not", "a", "key"])  # type: ignore[arg-type]
+    assert not store._lock.locked()
+    assert limiter.try_acquire("k").allowed
+    assert not limiter.try_acquire("k").allowed
+
+
+def test_a_failing_clock_raises_its_own_error() -> None:
+    class BrokenClock(FakeClock):
+        def monotonic(self) -> float:
+            raise RuntimeError("clock broke")
+
+    store = MemoryStore()
+    limiter = TokenBucket(rate=1.0, capacity=1, store=store, clock=BrokenClock())
+    for key in ("", "k"):
+        with pytest.raises(RuntimeError, match="clock broke"):
+            limiter.try_acquire(key)
+    assert not store._lock.locked()
+
+
+def test_decisions_leak_no_references() -> None:
+    clock = FakeClock()
+    capacity = 10**6 + 7  # not a cached small int: its reference count is meaningful
+    limiter = TokenBucket(rate=1.0, capacity=capacity, clock=clock)
+    events: list[object] = []
+
+    def run() -> None:
+        for i in range(2_000):
+            limiter.try_acquire()
+            limiter.try_acquire(f"key-{i % 50}", cost=capacity)  # refused after the first
+            limiter.try_acquire(f"new-{i}")
+            clock.advance(0.5)
+
+    run()  # warm up: keys created, caches filled
+    subscribe(events.append)
+    try:
+        run()
+    finally:
+        unsubscribe(events.append)
+    events.clear()
+    gc.collect()
+    before = (sys.getrefcount(capacity), sys.getrefcount(Decision))
+    run()
+    subscribe(events.append)
+    try:
+        run()
+    finally:
+        unsubscribe(events.append)
+    events.clear()
+    gc.collect()
+    assert (sys.getrefcount(capacity), sys.getrefcount(Decision)) == before
+
+
+def test_threads_on_the_global_key_never_over_admit() -> None:
+    # The C global path relies on the GIL, not the store's lock: hammer it from threads.
+    limiter = TokenBucket(rate=1e-3, capacity=1_000)
+    assert admitted_by_threads(limiter, key="") == 1_000
