@@ -110,33 +110,33 @@ def test_decisions_leak_no_references() -> None:
     clock = FakeClock()
     capacity = 10**6 + 7  # not a cached small int: its reference count is meaningful
     limiter = TokenBucket(rate=1.0, capacity=capacity, clock=clock)
+    hot = "".join(["hot", "-key"])  # a key object of the test's own, counted below
     events: list[object] = []
 
     def run() -> None:
-        for i in range(2_000):
-            limiter.try_acquire()
-            limiter.try_acquire(f"key-{i % 50}", cost=capacity)  # refused after the first
-            limiter.try_acquire(f"new-{i}")
-            clock.advance(0.5)
+        # Global, keyed (new and existing, granted and refused), unobserved and observed.
+        for listening in (False, True):
+            if listening:
+                subscribe(events.append)
+            try:
+                for i in range(2_000):
+                    limiter.try_acquire()
+                    limiter.try_acquire(hot, cost=capacity)  # refused after the first
+                    limiter.try_acquire(f"new-{i}")
+                    clock.advance(0.5)
+            finally:
+                if listening:
+                    unsubscribe(events.append)
+            events.clear()
+        gc.collect()
+
+    def counts() -> tuple[int, int, int]:
+        return sys.getrefcount(capacity), sys.getrefcount(Decision), sys.getrefcount(hot)
 
     run()  # warm up: keys created, caches filled
-    subscribe(events.append)
-    try:
-        run()
-    finally:
-        unsubscribe(events.append)
-    events.clear()
-    gc.collect()
-    before = (sys.getrefcount(capacity), sys.getrefcount(Decision))
+    before = counts()
     run()
-    subscribe(events.append)
-    try:
-        run()
-    finally:
-        unsubscribe(events.append)
-    events.clear()
-    gc.collect()
-    assert (sys.getrefcount(capacity), sys.getrefcount(Decision)) == before
+    assert counts() == before
 
 
 def test_threads_on_the_global_key_never_over_admit() -> None:

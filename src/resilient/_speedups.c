@@ -136,6 +136,49 @@ error:
     return NULL;
 }
 
+/* The pending exception, set aside while the lock is released, then raised or dropped. */
+typedef struct {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exception;
+#else
+    PyObject *type, *value, *traceback;
+#endif
+} SavedError;
+
+static int
+save_error(SavedError *saved) /* 1 if there was one */
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    saved->exception = PyErr_GetRaisedException();
+    return saved->exception != NULL;
+#else
+    PyErr_Fetch(&saved->type, &saved->value, &saved->traceback);
+    return saved->type != NULL;
+#endif
+}
+
+static void
+restore_error(SavedError *saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(saved->exception);
+#else
+    PyErr_Restore(saved->type, saved->value, saved->traceback);
+#endif
+}
+
+static void
+drop_error(SavedError *saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    Py_DECREF(saved->exception);
+#else
+    Py_DECREF(saved->type);
+    Py_XDECREF(saved->value);
+    Py_XDECREF(saved->traceback);
+#endif
+}
+
 static int
 lock_call(PyObject *method)
 {
@@ -260,18 +303,17 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
         }
         allowed = decide_keyed(self, composite, now, step, &tat);
         Py_DECREF(composite);
-        /* Release even after an error, keeping that error (not one from release). */
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
+        /* Release even after an error (set aside meanwhile). If releasing fails too, its
+         * error is the one raised: a lock left held matters more. */
+        SavedError error;
+        int failed = save_error(&error);
         int released = lock_call(self->release);
-        if (type != NULL) {
+        if (failed) {
             if (released == 0) {
-                PyErr_Restore(type, value, traceback);
+                restore_error(&error);
             }
             else {
-                Py_DECREF(type);
-                Py_XDECREF(value);
-                Py_XDECREF(traceback);
+                drop_error(&error);
             }
             return NULL;
         }
