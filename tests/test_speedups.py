@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 import inspect
+import math
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -59,6 +61,9 @@ def test_the_bound_try_acquire_is_the_chosen_version(gcra_impl: str) -> None:
         ((), {"cost": 1.0}),
         ((), {"cost": True}),
         ((None,), {}),
+        (("k", 1, 3), {"bogus": 1}),
+        (("k", 1, 3), {"cost": 1}),
+        (("k", 1, 3), {"key": "x"}),
     ],
 )
 def test_arguments_are_taken_like_a_python_function(
@@ -73,6 +78,35 @@ def test_arguments_are_taken_like_a_python_function(
 
     chosen = _memory._speedups
     assert call(chosen) == call(None)
+
+
+@pytest.mark.parametrize("reading", [math.nan, math.inf, -math.inf])
+def test_clock_readings_round_refuses_are_refused_alike(
+    reading: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resilient.stores import _memory
+
+    class OddClock(FakeClock):
+        def monotonic(self) -> float:
+            return reading
+
+    def call(speedups: Any) -> object:
+        monkeypatch.setattr(_memory, "_speedups", speedups)
+        limiter = TokenBucket(rate=1.0, capacity=3, clock=OddClock())
+        return [outcome(partial(limiter.try_acquire, key)) for key in ("", "k")]
+
+    chosen = _memory._speedups
+    assert call(chosen) == call(None)
+
+
+def test_decisions_hash_like_the_tuples_they_equal() -> None:
+    clock = FakeClock()
+    limiter = TokenBucket(rate=1.0, capacity=1, clock=clock)
+    decisions = [limiter.try_acquire(), limiter.try_acquire(), limiter.try_acquire("k")]
+    decisions.append(limiter.try_acquire("k"))
+    for decision in decisions:
+        assert hash(decision) == hash(tuple(decision))
+        assert decision in {tuple(decision)}
 
 
 def test_the_signature_is_readable() -> None:
@@ -91,6 +125,22 @@ def test_an_unhashable_key_raises_and_leaves_the_store_usable() -> None:
     assert not store._lock.locked()
     assert limiter.try_acquire("k").allowed
     assert not limiter.try_acquire("k").allowed
+
+
+def test_a_failing_release_is_raised_with_the_decision_error_as_context() -> None:
+    class BadLock:
+        def acquire(self) -> bool:
+            return True
+
+        def release(self) -> None:
+            raise RuntimeError("release failed")
+
+    store = MemoryStore()
+    store._lock = BadLock()  # type: ignore[assignment]
+    limiter = TokenBucket(rate=1.0, capacity=1, store=store, clock=FakeClock())
+    with pytest.raises(RuntimeError, match="release failed") as caught:
+        limiter.try_acquire(["unhashable"])  # type: ignore[arg-type]
+    assert isinstance(caught.value.__context__, TypeError)
 
 
 def test_a_failing_clock_raises_its_own_error() -> None:

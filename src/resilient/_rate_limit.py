@@ -217,7 +217,7 @@ def _check_int(value: object, argument: str, minimum: int = 1) -> int:
         raise TypeError(f"{argument} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{argument} must be >= {minimum}, got {value!r}")
-    return value
+    return int(value)  # a plain int: an IntEnum's str() is not its number (Redis arguments)
 
 
 def _check_seconds(value: object, argument: str) -> float:
@@ -335,7 +335,7 @@ class RateLimiter(Policy):
             StoreUnavailable: the store failed and was built with ``on_error="raise"``.
         """
         if cost is not _ONE:
-            self._check_cost(cost)
+            cost = self._check_cost(cost)
         decision = self._decide(key, cost)
         if not decision[0] and HUB.active:
             HUB.emit(RateLimited(self.kind, self.name, key, cost, decision[3]))
@@ -344,7 +344,7 @@ class RateLimiter(Policy):
     async def atry_acquire(self, key: str = "", cost: int = 1) -> Decision:
         """Async `try_acquire`: the same decision, through the store's async path."""
         if cost is not _ONE:
-            self._check_cost(cost)
+            cost = self._check_cost(cost)
         decision = await self._backend.adecide(key, cost)
         if not decision[0] and HUB.active:
             HUB.emit(RateLimited(self.kind, self.name, key, cost, decision[3]))
@@ -385,7 +385,7 @@ class RateLimiter(Policy):
             ValueError: ``cost`` or ``max_wait`` is out of range.
         """
         if cost is not _ONE:
-            self._check_cost(cost)
+            cost = self._check_cost(cost)
         if max_wait is not None:  # checked first: a bad argument takes nothing
             max_wait = _check_max_wait(max_wait)
         decision = self._decide(key, cost)
@@ -405,7 +405,7 @@ class RateLimiter(Policy):
     ) -> Decision:
         """Async `acquire`: waits with the clock's async sleep (asyncio or trio)."""
         if cost is not _ONE:
-            self._check_cost(cost)
+            cost = self._check_cost(cost)
         if max_wait is not None:
             max_wait = _check_max_wait(max_wait)
         adecide = self._backend.adecide
@@ -437,7 +437,7 @@ class RateLimiter(Policy):
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {key!r}")
         if cost is not _ONE:
-            self._check_cost(cost)
+            cost = self._check_cost(cost)
         return _Guard(self, key, cost, _check_max_wait(max_wait))
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

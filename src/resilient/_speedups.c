@@ -21,6 +21,9 @@
 /* Clock readings beyond this many ticks (about 36,000 years) are refused: every sum of a
  * reading and a span (<= 2**50) then stays far inside a 64-bit integer. */
 #define MAX_TICKS (1LL << 60)
+/* Stored arrival times stay within +-2**62 (the Python side's "no state" is -2**62), so a
+ * time plus a span never leaves a 64-bit integer. */
+#define MAX_TAT (1LL << 62)
 
 static PyObject *ONE;        /* the int 1 (a cached small int: compared by identity) */
 static PyObject *EMPTY;      /* "" */
@@ -78,6 +81,13 @@ read_now(GCRAObject *self, long long *now)
         return -1;
     }
     double ticks = seconds * 1000000.0;
+    if (isnan(ticks) || isinf(ticks)) { /* what round() raises for them */
+        PyErr_SetString(isnan(ticks) ? PyExc_ValueError : PyExc_OverflowError,
+                        isnan(ticks) ? "cannot convert float NaN to integer"
+                                     : "cannot convert float infinity to integer");
+        Py_DECREF(reading);
+        return -1;
+    }
     double rounded = round(ticks);
     if (fabs(ticks - rounded) == 0.5) {
         rounded = 2.0 * round(ticks / 2.0);
@@ -103,6 +113,10 @@ make_decision(GCRAObject *self, int allowed, long long remaining, long long retr
     if (decision == NULL) {
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    /* Tuples cache their hash from 3.14 on; -1 is "not computed" (tp_alloc leaves 0). */
+    ((PyTupleObject *)decision)->ob_hash = -1;
+#endif
     PyObject *flag = allowed ? Py_True : Py_False;
     Py_INCREF(flag);
     PyTuple_SET_ITEM(decision, 0, flag);
@@ -167,15 +181,27 @@ restore_error(SavedError *saved)
 #endif
 }
 
+/* Another error is pending (the lock's release failed): make the saved one its context, as
+ * a `finally:` block would. */
 static void
-drop_error(SavedError *saved)
+chain_error(SavedError *saved)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-    Py_DECREF(saved->exception);
+    PyObject *current = PyErr_GetRaisedException();
+    PyException_SetContext(current, saved->exception); /* steals */
+    PyErr_SetRaisedException(current);
 #else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    PyErr_NormalizeException(&saved->type, &saved->value, &saved->traceback);
+    if (saved->traceback != NULL) {
+        PyException_SetTraceback(saved->value, saved->traceback);
+        Py_DECREF(saved->traceback);
+    }
     Py_DECREF(saved->type);
-    Py_XDECREF(saved->value);
-    Py_XDECREF(saved->traceback);
+    PyException_SetContext(value, saved->value); /* steals */
+    PyErr_Restore(type, value, traceback);
 #endif
 }
 
@@ -220,6 +246,11 @@ decide_keyed(GCRAObject *self, PyObject *composite, long long now, long long ste
         long long stored = PyLong_AsLongLong(PyList_GET_ITEM(entry, 0));
         if (stored == -1 && PyErr_Occurred()) {
             Py_DECREF(entry);
+            return -1;
+        }
+        if (stored > MAX_TAT || stored < -MAX_TAT) {
+            Py_DECREF(entry);
+            PyErr_SetString(PyExc_RuntimeError, "corrupt memory store entry");
             return -1;
         }
         if (stored > tat) {
@@ -272,7 +303,12 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
             return NULL;
         }
     }
-    /* check_cost bounds units by the capacity, so this stays below 2**50. */
+    /* check_cost bounds units by the capacity; checked again, as an overflow would be
+     * undefined behaviour: step stays at most tolerance (<= 2**60). */
+    if (units < 1 || units > self->tolerance / self->interval) {
+        PyErr_SetString(PyExc_ValueError, "cost out of range");
+        return NULL;
+    }
     long long step = units * self->interval;
     long long now;
     if (read_now(self, &now) < 0) {
@@ -304,7 +340,7 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
         allowed = decide_keyed(self, composite, now, step, &tat);
         Py_DECREF(composite);
         /* Release even after an error (set aside meanwhile). If releasing fails too, its
-         * error is the one raised: a lock left held matters more. */
+         * error is raised with the first as its context, as after a `finally:` block. */
         SavedError error;
         int failed = save_error(&error);
         int released = lock_call(self->release);
@@ -313,7 +349,7 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
                 restore_error(&error);
             }
             else {
-                drop_error(&error);
+                chain_error(&error);
             }
             return NULL;
         }
@@ -376,20 +412,10 @@ take_argument(PyObject **slot, PyObject *value, const char *name, const char *fu
 static PyObject *
 GCRA_try_acquire(GCRAObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *key = NULL, *cost = NULL;
-    if (nargs > 2) {
-        PyErr_Format(PyExc_TypeError,
-                     "TokenBucket.try_acquire() takes from 0 to 2 positional arguments but %zd were "
-                     "given",
-                     nargs);
-        return NULL;
-    }
-    if (nargs > 0) {
-        key = args[0];
-    }
-    if (nargs > 1) {
-        cost = args[1];
-    }
+    /* In the order CPython checks a function's arguments: keywords (unknown, or given
+     * positionally too), then the number of positional arguments. */
+    PyObject *key = nargs > 0 ? args[0] : NULL;
+    PyObject *cost = nargs > 1 ? args[1] : NULL;
     if (kwnames != NULL) {
         Py_ssize_t count = PyTuple_GET_SIZE(kwnames);
         for (Py_ssize_t i = 0; i < count; i++) {
@@ -404,13 +430,21 @@ GCRA_try_acquire(GCRAObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
             }
             else {
                 PyErr_Format(PyExc_TypeError,
-                             "TokenBucket.try_acquire() got an unexpected keyword argument '%U'", name);
+                             "TokenBucket.try_acquire() got an unexpected keyword argument '%U'",
+                             name);
                 return NULL;
             }
             if (status < 0) {
                 return NULL;
             }
         }
+    }
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "TokenBucket.try_acquire() takes from 0 to 2 positional arguments but %zd "
+                     "were given",
+                     nargs);
+        return NULL;
     }
     return decide(self, key == NULL ? EMPTY : key, cost == NULL ? ONE : cost, 1);
 }
@@ -458,6 +492,10 @@ GCRA_set_tat(GCRAObject *self, PyObject *value, void *closure)
     if (tat == -1 && PyErr_Occurred()) {
         return -1;
     }
+    if (tat > MAX_TAT || tat < -MAX_TAT) {
+        PyErr_SetString(PyExc_ValueError, "tat must be within +-2**62");
+        return -1;
+    }
     self->tat = tat;
     return 0;
 }
@@ -488,6 +526,10 @@ GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "GCRA needs 1 <= interval <= tolerance <= 2**60");
         return NULL;
     }
+    if (tat > MAX_TAT || tat < -MAX_TAT) {
+        PyErr_SetString(PyExc_ValueError, "tat must be within +-2**62");
+        return NULL;
+    }
     if (!PyType_Check(decision) ||
         !PyType_IsSubtype((PyTypeObject *)decision, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "decision must be a tuple subclass");
@@ -508,9 +550,6 @@ GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->capacity = capacity;
     Py_INCREF(decision);
     self->decision = (PyTypeObject *)decision;
-    self->acquire = PyObject_GetAttrString(lock, "acquire");
-    self->release = PyObject_GetAttrString(lock, "release");
-    self->move_to_end = PyObject_GetAttrString(data, "move_to_end");
     Py_INCREF(data);
     self->data = data;
     Py_INCREF(insert);
@@ -525,7 +564,9 @@ GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->hub = hub;
     Py_INCREF(denied);
     self->denied = denied;
-    if (self->acquire == NULL || self->release == NULL || self->move_to_end == NULL) {
+    if ((self->acquire = PyObject_GetAttrString(lock, "acquire")) == NULL ||
+        (self->release = PyObject_GetAttrString(lock, "release")) == NULL ||
+        (self->move_to_end = PyObject_GetAttrString(data, "move_to_end")) == NULL) {
         Py_DECREF(self);
         return NULL;
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import os
 import signal
@@ -333,6 +334,16 @@ async def test_sync_client_outage_in_worker_threads_fails_open(
     finally:
         redis_server.start()
     assert (await limiter.atry_acquire()).reset_after == 1000.0
+
+
+def test_an_int_subclass_cost_is_sent_as_its_number(redis_client: Any) -> None:
+    class Cost(enum.IntEnum):
+        BIG = 2
+
+    store = RedisStore(redis_client, on_error="raise")
+    limiter = TokenBucket(rate=1e-3, capacity=3, store=store)
+    assert limiter.try_acquire("k", cost=Cost.BIG).remaining == 1
+    assert not limiter.try_acquire("k", cost=Cost.BIG).allowed
 
 
 def test_scripts_are_reloaded_after_noscript(redis_client: Any) -> None:
