@@ -16,7 +16,8 @@ ResilientError
 │   └── RateLimitedError
 └── IdempotencyError
     ├── IdempotencyInProgress   (carries ``retry_after``)
-    └── IdempotencyKeyReused
+    ├── IdempotencyKeyReused
+    └── IdempotencyLeaseLost
 ```
 
 A rejection means the guarded call was *not made*: it is always safe to retry a rejected call
@@ -32,6 +33,7 @@ __all__ = [
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyReused",
+    "IdempotencyLeaseLost",
     "RateLimitedError",
     "Rejected",
     "ResilientError",
@@ -153,6 +155,28 @@ class IdempotencyKeyReused(IdempotencyError):
     def __init__(self, key: str):
         self.key = key
         super().__init__(f"idempotency key {key!r} was already used with different arguments")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.key,))
+
+
+class IdempotencyLeaseLost(IdempotencyError):
+    """The call finished after its lease on the idempotency key had run out.
+
+    Another caller may have claimed the key and run the work meanwhile, so this call's result
+    was not stored (the stored result, if any, is the other caller's). The work itself did
+    happen: treat it as done and reconcile, do not simply run it again.
+
+    Attributes:
+        key: the idempotency key.
+    """
+
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(
+            f"the lease on idempotency key {key!r} ran out before the call finished; "
+            "its result was not stored"
+        )
 
     def __reduce__(self) -> tuple[object, ...]:
         return (self.__class__, (self.key,))

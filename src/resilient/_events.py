@@ -27,9 +27,12 @@ __all__ = [
     "HUB",
     "CallRejected",
     "CircuitStateChanged",
+    "DeadLettered",
     "DeadlineExceededEvent",
     "Event",
+    "FallbackUsed",
     "HedgeStarted",
+    "IdempotencyLeaseLostEvent",
     "IdempotentReplay",
     "LimitChanged",
     "RateLimited",
@@ -123,6 +126,31 @@ class IdempotentReplay(Event):
     """A stored result was returned for an idempotency key instead of running the call."""
 
     key: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyLeaseLostEvent(Event):
+    """A call outlived its lease on ``key``; its result was not stored (another caller's is)."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackUsed(Event):
+    """A `Fallback` answered in place of a call that raised ``exception``."""
+
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered(Event):
+    """A message that its handler could not process was parked in a dead-letter queue.
+
+    ``entry_id`` is its id in the queue; ``exception`` what the handler raised.
+    """
+
+    entry_id: str
+    exception: BaseException
 
 
 @dataclass(frozen=True, slots=True)
