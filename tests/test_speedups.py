@@ -12,6 +12,7 @@ import gc
 import inspect
 import math
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -117,10 +118,10 @@ def test_the_signature_is_readable() -> None:
     assert parameters["cost"].default == 1
 
 
-def test_an_unhashable_key_raises_and_leaves_the_store_usable() -> None:
+def test_a_non_str_key_raises_and_leaves_the_store_usable() -> None:
     store = MemoryStore()
     limiter = TokenBucket(rate=1.0, capacity=1, store=store, clock=FakeClock())
-    with pytest.raises(TypeError, match="unhashable"):
+    with pytest.raises(TypeError, match="key must be a str"):
         limiter.try_acquire(["not", "a", "key"])  # type: ignore[arg-type]
     assert not store._lock.locked()
     assert limiter.try_acquire("k").allowed
@@ -135,12 +136,20 @@ def test_a_failing_release_is_raised_with_the_decision_error_as_context() -> Non
         def release(self) -> None:
             raise RuntimeError("release failed")
 
+    class BrokenData(OrderedDict[Any, Any]):
+        def move_to_end(self, key: Any, last: bool = True) -> None:
+            raise LookupError("move_to_end failed")
+
     store = MemoryStore()
     store._lock = BadLock()  # type: ignore[assignment]
+    store._data = BrokenData()
     limiter = TokenBucket(rate=1.0, capacity=1, store=store, clock=FakeClock())
     with pytest.raises(RuntimeError, match="release failed") as caught:
-        limiter.try_acquire(["unhashable"])  # type: ignore[arg-type]
-    assert isinstance(caught.value.__context__, TypeError)
+        limiter.try_acquire("k")  # a new key: inserted, then the release fails
+    assert caught.value.__context__ is None
+    with pytest.raises(RuntimeError, match="release failed") as caught:
+        limiter.try_acquire("k")  # a known key: moving it fails, then the release fails
+    assert isinstance(caught.value.__context__, LookupError)
 
 
 def test_a_failing_clock_raises_its_own_error() -> None:

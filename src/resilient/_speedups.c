@@ -47,7 +47,37 @@ typedef struct {
     PyObject *monotonic;  /* the clock's monotonic(), or None for the system clock */
     PyObject *hub;        /* the event hub: `denied` is called only when hub.active */
     PyObject *denied;     /* denied(key, cost, retry_after) emits RateLimited */
+    PyObject *storage_key; /* resilient.stores._keys.storage_key */
 } GCRAObject;
+
+/* -- keys ----------------------------------------------------------------------------- */
+
+/* Whether `storage_key(key)` is `key` itself, decided without calling it: an exact str of at
+ * most 64 printable ASCII characters without "{", "}" or space, and not 64 lowercase hex
+ * characters (see resilient/stores/_keys.py, which this mirrors). */
+static int
+stored_verbatim(PyObject *key)
+{
+    if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_ASCII(key)) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(key);
+    if (length > 64) {
+        return 0;
+    }
+    const unsigned char *text = PyUnicode_1BYTE_DATA(key);
+    int hex = length == 64;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = text[i];
+        if (c < 0x21 || c > 0x7e || c == '{' || c == '}') {
+            return 0;
+        }
+        if (hex && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            hex = 0;
+        }
+    }
+    return !hex;
+}
 
 /* -- clock ---------------------------------------------------------------------------- */
 
@@ -310,17 +340,33 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
         return NULL;
     }
     long long step = units * self->interval;
+    /* The key as stored (a new reference): TypeError for a non-str, a digest if need be. */
+    PyObject *stored;
+    if (stored_verbatim(key)) {
+        Py_INCREF(key);
+        stored = key;
+    }
+    else {
+        stored = PyObject_CallOneArg(self->storage_key, key);
+        if (stored == NULL) {
+            return NULL;
+        }
+        if (!PyUnicode_Check(stored)) {
+            Py_DECREF(stored);
+            PyErr_SetString(PyExc_TypeError, "storage_key must return a str");
+            return NULL;
+        }
+    }
+    int keyed = PyUnicode_GET_LENGTH(stored) != 0;
     long long now;
     if (read_now(self, &now) < 0) {
-        return NULL;
-    }
-    int keyed = PyObject_IsTrue(key);
-    if (keyed < 0) {
+        Py_DECREF(stored);
         return NULL;
     }
     long long tat = now;
     int allowed;
     if (!keyed) {
+        Py_DECREF(stored);
         /* No Python code runs from here to the write: the GIL makes it atomic. */
         tat = self->tat > now ? self->tat : now;
         allowed = tat + step - now <= self->tolerance;
@@ -329,7 +375,8 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
         }
     }
     else {
-        PyObject *composite = PyTuple_Pack(2, self->binding, key);
+        PyObject *composite = PyTuple_Pack(2, self->binding, stored);
+        Py_DECREF(stored);
         if (composite == NULL) {
             return NULL;
         }
@@ -513,13 +560,14 @@ GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"interval",  "tolerance",  "capacity", "tat",       "decision",
                             "lock",      "data",       "insert",   "binding",   "check_cost",
-                            "monotonic", "hub",        "denied",   NULL};
+                            "monotonic", "hub",        "denied",   "storage_key", NULL};
     long long interval, tolerance, tat;
     PyObject *capacity, *decision, *lock, *data, *insert, *binding, *check_cost, *monotonic,
-        *hub, *denied;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$LLOLOOOOOOOOO:GCRA", names, &interval,
+        *hub, *denied, *storage_key;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$LLOLOOOOOOOOOO:GCRA", names, &interval,
                                      &tolerance, &capacity, &tat, &decision, &lock, &data,
-                                     &insert, &binding, &check_cost, &monotonic, &hub, &denied)) {
+                                     &insert, &binding, &check_cost, &monotonic, &hub, &denied,
+                                     &storage_key)) {
         return NULL;
     }
     if (interval < 1 || tolerance < interval || tolerance > MAX_TICKS) {
@@ -564,6 +612,8 @@ GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->hub = hub;
     Py_INCREF(denied);
     self->denied = denied;
+    Py_INCREF(storage_key);
+    self->storage_key = storage_key;
     if ((self->acquire = PyObject_GetAttrString(lock, "acquire")) == NULL ||
         (self->release = PyObject_GetAttrString(lock, "release")) == NULL ||
         (self->move_to_end = PyObject_GetAttrString(data, "move_to_end")) == NULL) {
@@ -588,6 +638,7 @@ GCRA_traverse(GCRAObject *self, visitproc visit, void *arg)
     Py_VISIT(self->monotonic);
     Py_VISIT(self->hub);
     Py_VISIT(self->denied);
+    Py_VISIT(self->storage_key);
     return 0;
 }
 
@@ -606,6 +657,7 @@ GCRA_clear(GCRAObject *self)
     Py_CLEAR(self->monotonic);
     Py_CLEAR(self->hub);
     Py_CLEAR(self->denied);
+    Py_CLEAR(self->storage_key);
     return 0;
 }
 

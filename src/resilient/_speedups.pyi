@@ -24,6 +24,7 @@ class GCRA:
         monotonic: Callable[[], float] | None,
         hub: Any,
         denied: Callable[[str, int, float], None],
+        storage_key: Callable[[str], str],
     ) -> None: ...
     def try_acquire(self, key: str = "", cost: int = 1) -> Any:
         """Take ``cost`` units for ``key`` if they are available now; never waits."""

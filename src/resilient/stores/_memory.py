@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .._clock import SYSTEM_CLOCK
 from .._events import HUB, RateLimited
 from .._rate_limit import TICKS_PER_SECOND, Decision, sliding_counter
+from ._keys import _verbatim, storage_key
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker, _MemoryBackend
@@ -244,11 +245,18 @@ class _GCRA(_Binding):
         monotonic = self._monotonic
         system = limiter.clock is SYSTEM_CLOCK
         monotonic_ns = time.monotonic_ns
+        verbatim = _verbatim
+        storage = storage_key
+        plain = str
 
         def try_acquire(key: str = "", cost: int = 1) -> Decision:
             step = interval if cost is one else check_cost(cost) * interval
+            if key.__class__ is not plain or (key and verbatim(key) is None):
+                stored = storage(key)  # TypeError for a non-str key; a digest if need be
+            else:
+                stored = key
             now = monotonic_ns() // 1000 if system else round(monotonic() * 1_000_000)
-            if not key:
+            if not stored:
                 acquire()
                 try:
                     tat = cell[0]
@@ -271,7 +279,7 @@ class _GCRA(_Binding):
                 finally:
                     release()
             else:
-                composite = (binding, key)
+                composite = (binding, stored)
                 acquire()
                 try:
                     entry = get(composite)
@@ -345,6 +353,7 @@ class _GCRA(_Binding):
             monotonic=None if limiter.clock is SYSTEM_CLOCK else self._monotonic,
             hub=HUB,
             denied=denied,
+            storage_key=storage_key,
         )
 
     def now(self) -> int:
@@ -377,16 +386,17 @@ class _SlidingCounter(_Binding):
         self.decide = self._decide
 
     def _decide(self, key: str = "", cost: int = 1) -> Decision:
+        stored = storage_key(key)
         store = self._store
         with store._lock:
             # The clock is read under the lock: a decision made with an older time after one
             # made with a newer time would treat the key's newer slot as foreign and reset it.
             now = round(self._monotonic() * TICKS_PER_SECOND)
-            if not key:
+            if stored == "":
                 entry: list[Any] | None = self._default
                 composite = None
             else:
-                composite = (self, key)
+                composite = (self, stored)
                 entry = store._data.get(composite)
                 if entry is not None:
                     store._data.move_to_end(composite)
@@ -434,6 +444,7 @@ class _SlidingLog(_Binding):
         self.decide = self._decide
 
     def _decide(self, key: str = "", cost: int = 1) -> Decision:
+        stored = storage_key(key)
         store = self._store
         window = self._window
         limit = self._limit
@@ -441,11 +452,11 @@ class _SlidingLog(_Binding):
             # Under the lock, so that timestamps enter the log in order (see _SlidingCounter).
             now = round(self._monotonic() * TICKS_PER_SECOND)
             horizon = now - window
-            if not key:
+            if stored == "":
                 entry: list[Any] | None = self._default
                 composite = None
             else:
-                composite = (self, key)
+                composite = (self, stored)
                 entry = store._data.get(composite)
                 if entry is not None:
                     store._data.move_to_end(composite)

@@ -20,7 +20,9 @@ A policy that keeps shared state in Redis (the rate limiters here, the circuit b
 ``store._key(name, key, suffix)``
     The Redis key ``"<prefix>:{<name>:<key>}:<suffix>"``, with backslashes and colons in the name
     escaped by a backslash so that different (name, key) pairs never meet. Keys built with the
-    same ``name`` and ``key`` share the hash tag, hence the cluster slot.
+    same ``name`` and ``key`` share the hash tag, hence the cluster slot. ``key`` is passed
+    through `resilient.stores._keys.storage_key` (kept verbatim when short and harmless, else a
+    SHA-256 digest), so a user-supplied key can neither end the hash tag early nor bloat Redis.
 
 ``store._eval(script, numkeys, *keys_and_args)`` and ``await store._aeval(...)``
     Run the script (EVALSHA, reloading on NOSCRIPT) with ``numkeys`` keys followed by its
@@ -66,6 +68,7 @@ import anyio.to_thread
 from .._errors import StoreUnavailable
 from .._events import HUB, StoreError
 from .._rate_limit import TICKS_PER_SECOND, Decision
+from ._keys import _verbatim, storage_key
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker
@@ -247,8 +250,13 @@ class RedisStore:
     def _key(self, name: str, key: str, suffix: str) -> str:
         # The name's own backslashes and colons are escaped, so that the first bare colon ends
         # it: name "api" with key "user:42" and name "api:user" with key "42" stay apart.
+        head, tail = self._key_parts(name, suffix)
+        return head + storage_key(key) + tail
+
+    def _key_parts(self, name: str, suffix: str) -> tuple[str, str]:
+        """What comes before and after the stored key in `_key`."""
         escaped = name.replace("\\", "\\\\").replace(":", "\\:")
-        return f"{self.prefix}:{{{escaped}:{key}}}:{suffix}"
+        return f"{self.prefix}:{{{escaped}:", f"}}:{suffix}"
 
     def _eval(self, script: _Script, numkeys: int, *keys_and_args: str | int) -> Any:
         if self._async:
@@ -346,7 +354,7 @@ class _RedisRateLimiter:
         self._name = limiter.name
         self._limit = limiter._limit
         self._first, self._second = limiter._params()
-        head, _, tail = store._key(limiter.name, "\0", algorithm).partition("\0")
+        head, tail = store._key_parts(limiter.name, algorithm)
         self._key_head = head
         self._key_tail = tail
         # With a sync client, decisions take a closure that calls the client directly: a
@@ -368,10 +376,15 @@ class _RedisRateLimiter:
         fallback = self._fallback
         general = self._decide
         ticks = TICKS_PER_SECOND
+        verbatim = _verbatim
+        storage = storage_key
+        plain = str
 
         def decide(key: str, cost: int, now: int | None = None) -> Decision:
             if now is not None:
                 return general(key, cost, now)
+            if key.__class__ is not plain or verbatim(key) is None:
+                key = storage(key)  # TypeError for a non-str key; a digest if need be
             redis_key = head + key + tail
             try:
                 reply = execute("EVALSHA", sha, 1, redis_key, first, second, cost)
@@ -417,7 +430,7 @@ class _RedisRateLimiter:
 
     def _decide(self, key: str, cost: int, now: int | None = None) -> Decision:
         """One decision; ``now`` (ticks) pins the script's clock, for tests only."""
-        redis_key = self._key_head + key + self._key_tail
+        redis_key = self._key_head + storage_key(key) + self._key_tail
         try:
             reply = self._store._eval(self._script, 1, redis_key, *self._args(cost, now))
         except StoreUnavailable as error:
@@ -426,7 +439,7 @@ class _RedisRateLimiter:
 
     async def adecide(self, key: str, cost: int, now: int | None = None) -> Decision:
         """Async `decide`."""
-        redis_key = self._key_head + key + self._key_tail
+        redis_key = self._key_head + storage_key(key) + self._key_tail
         try:
             reply = await self._store._aeval(self._script, 1, redis_key, *self._args(cost, now))
         except StoreUnavailable as error:
