@@ -91,3 +91,16 @@ def test_bad_arguments_raise_value_error_naming_the_argument(
 def test_clock_of_the_wrong_type_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="clock"):
         RetryBudget(clock=object())
+
+
+@pytest.mark.parametrize("window", [1e-323, 1e-320, 5e-7])
+def test_a_window_under_a_microsecond_is_a_value_error(window: float) -> None:
+    with pytest.raises(ValueError, match="window must be at least 1e-06"):
+        RetryBudget(window=window)
+
+
+def test_the_shortest_window_works_at_any_clock_reading() -> None:
+    for start in (0.0, 123.456, 1e9, 1e12):
+        budget = RetryBudget(window=1e-6, clock=FakeClock(start))
+        budget.deposit()
+        assert budget.try_withdraw()

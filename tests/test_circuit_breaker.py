@@ -635,3 +635,53 @@ def test_the_open_period_starts_when_the_failure_is_seen_not_when_the_call_began
     with pytest.raises(CircuitOpenError) as rejected:
         breaker.call(lambda: "never")
     assert rejected.value.retry_after == 1.0
+
+
+def test_a_half_open_rejection_says_half_open() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("b", minimum_calls=1, open_for=1, half_open_calls=1, clock=clock)
+    trip(breaker, 1)
+    with pytest.raises(CircuitOpenError, match="'b' is open"):
+        breaker.call(ok)
+    clock.advance(1)
+
+    def trial() -> None:
+        with pytest.raises(CircuitOpenError, match="'b' is half-open") as caught:
+            breaker.call(ok)  # the only trial slot is this call's
+        assert "is open" not in str(caught.value)
+
+    breaker.call(trial)
+
+
+def test_an_empty_name_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="name must not be empty"):
+        CircuitBreaker("")
+
+
+@pytest.mark.parametrize("seconds", [1e-320, 1e-323, 5e-7])
+def test_a_time_window_under_a_microsecond_is_a_value_error(seconds: float) -> None:
+    with pytest.raises(ValueError, match="seconds must be >= 1e-06"):
+        TimeWindow(seconds)
+
+
+def test_the_shortest_time_window_works_at_any_clock_reading() -> None:
+    for start in (0.0, 123.456, 1e9, 1e12):
+        clock = FakeClock(start)
+        breaker = CircuitBreaker("b", window=TimeWindow(1e-6), minimum_calls=1, clock=clock)
+        assert breaker.call(ok) == 1
+
+
+class BadDelays:
+    def __init__(self, *delays: float) -> None:
+        self._delays = delays
+
+    def delays(self) -> Iterator[float]:
+        return iter(self._delays)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_an_open_for_backoff_yielding_a_bad_delay_is_a_value_error(bad: float) -> None:
+    breaker = CircuitBreaker("b", minimum_calls=1, open_for=BadDelays(bad), clock=FakeClock())
+    with pytest.raises(ValueError, match="open_for must yield delays >= 0 and finite"):
+        trip(breaker, 1)
+    assert breaker.state is CircuitState.CLOSED  # left as it was, not open for NaN seconds

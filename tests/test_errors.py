@@ -80,3 +80,16 @@ def test_module_docstring_draws_the_tree() -> None:
     doc = resilient._errors.__doc__ or ""
     for name in ("ResilientError", "DeadlineExceeded", "CircuitOpenError", "IdempotencyKeyReused"):
         assert name in doc
+
+
+def test_a_rate_limited_error_keeps_its_decision_through_pickle_and_copy() -> None:
+    import pickle
+
+    decision = resilient.Decision(False, 5, 0, 1.5, 2.0)
+    error = resilient.RateLimitedError("api", 1.5, decision=decision)
+    # Only the exception object itself, made here, is round-tripped: never stored data.
+    for again in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
+        assert again.decision == decision
+        assert again.name == "api"
+        assert again.retry_after == 1.5
+        assert str(again) == str(error)

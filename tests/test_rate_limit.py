@@ -591,3 +591,22 @@ async def test_a_bad_max_wait_is_refused_before_anything_is_taken_async() -> Non
     with pytest.raises(ValueError, match="max_wait must be >= 0"):
         await limiter.aacquire("k", max_wait=-5)
     assert (await limiter.atry_acquire("k")).remaining == 1
+
+
+async def test_a_subclass_overriding_try_acquire_is_called() -> None:
+    seen: list[tuple[str, int]] = []
+
+    class Audited(TokenBucket):
+        def try_acquire(self, key: str = "", cost: int = 1) -> Decision:
+            seen.append((key, cost))
+            return super().try_acquire(key, cost)
+
+        async def atry_acquire(self, key: str = "", cost: int = 1) -> Decision:
+            seen.append(("async:" + key, cost))
+            return await super().atry_acquire(key, cost)
+
+    limiter = Audited(rate=1.0, capacity=5, clock=FakeClock())
+    assert limiter.try_acquire("a", 2)
+    assert await limiter.atry_acquire("b")
+    assert seen == [("a", 2), ("async:b", 1)]
+    assert limiter.try_acquire("a").remaining == 2  # the parent's decision ran

@@ -75,3 +75,24 @@ def test_no_waiting_resets_after_an_exception() -> None:
 def test_system_clock_is_monotonic() -> None:
     first = SYSTEM_CLOCK.monotonic()
     assert SYSTEM_CLOCK.monotonic() >= first
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0])
+def test_advance_refuses_nan_infinite_and_negative_seconds(seconds: float) -> None:
+    clock = FakeClock(5.0)
+    with pytest.raises(ValueError, match="seconds must be >= 0 and finite"):
+        clock.advance(seconds)
+    assert clock.monotonic() == 5.0
+
+
+def test_advance_refuses_a_non_number() -> None:
+    with pytest.raises(TypeError, match="seconds must be a number"):
+        FakeClock().advance("1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf")])
+def test_sleep_refuses_nan_and_infinite_seconds(seconds: float) -> None:
+    clock = FakeClock()
+    with pytest.raises(ValueError, match="seconds must be a finite number"):
+        clock.sleep(seconds)
+    assert clock.monotonic() == 0.0

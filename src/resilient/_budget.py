@@ -82,6 +82,8 @@ class RetryBudget:
         self.ratio = _number(ratio, "ratio")
         self.minimum_per_second = _number(minimum_per_second, "minimum_per_second")
         self.window = _number(window, "window", positive=True)
+        if self.window < 1e-6:  # below, bucket numbers (now / width) overflow or divide by 0
+            raise ValueError(f"window must be at least 1e-06 seconds, got {window!r}")
         #: Retries always allowed in a window: ``minimum_per_second * window``.
         self.minimum = self.minimum_per_second * self.window
         self._clock = check_clock(clock)

@@ -255,12 +255,13 @@ class TimeWindow:
     def __init__(self, seconds: float, buckets: int = 10) -> None:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise TypeError(f"seconds must be a number, got {seconds!r}")
-        if not seconds > 0 or seconds == float("inf"):
-            raise ValueError(f"seconds must be > 0 and finite, got {seconds!r}")
+        if not seconds >= 1e-6 or seconds == float("inf"):
+            # Below a microsecond, bucket numbers (now / width) overflow a float.
+            raise ValueError(f"seconds must be >= 1e-06 and finite, got {seconds!r}")
         if isinstance(buckets, bool) or not isinstance(buckets, int):
             raise TypeError(f"buckets must be an int, got {buckets!r}")
-        if buckets < 1:
-            raise ValueError(f"buckets must be >= 1, got {buckets!r}")
+        if not 1 <= buckets <= 1_000_000:
+            raise ValueError(f"buckets must be >= 1 and <= 1000000, got {buckets!r}")
         self.seconds = float(seconds)
         self.buckets = buckets
 
@@ -494,6 +495,12 @@ class _MemoryBackend:
                 delay = float(next(self._delays))
             except StopIteration:
                 delay = self._base_open_for
+            if not 0.0 <= delay < float("inf"):  # negative, NaN or infinite
+                self._delays = None
+                raise ValueError(
+                    f"open_for must yield delays >= 0 and finite, got {delay!r} "
+                    f"from {self._backoff!r}"
+                )
             self._base_open_for = delay  # the last delay: used once the iterator runs out
         self._state = OPEN
         self._since = now
@@ -796,6 +803,8 @@ class CircuitBreaker(Policy):
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
+        if not name:
+            raise ValueError("name must not be empty")
         self.name = name
         failure_rate = _check_rate(failure_rate, "failure_rate")
         slow_call_rate = _check_rate(slow_call_rate, "slow_call_rate")
@@ -934,6 +943,13 @@ class CircuitBreaker(Policy):
         retry_after = max(0.0, rejection.retry_after)
         if HUB.active:
             HUB.emit(CallRejected(self.kind, self.name, rejection.state.value, retry_after))
+        if rejection.state is HALF_OPEN:
+            return CircuitOpenError(
+                self.name,
+                retry_after,
+                f"circuit {self.name!r} is half-open and every trial call is taken; "
+                f"retry after {retry_after:.3f}s",
+            )
         return CircuitOpenError(self.name, retry_after)
 
     def _classify(self, exc: BaseException) -> int:

@@ -123,6 +123,14 @@ class RateLimitedError(Rejected):
     def _describe(self) -> str:
         return f"rate limit {self.name!r} exceeded; retry after {self.retry_after:.3f}s"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # The decision travels as state (``__dict__``), so a copy or a pickle keeps it.
+        return (
+            self.__class__,
+            (self.name, self.retry_after, str(self)),
+            {"decision": self.decision},
+        )
+
 
 class IdempotencyError(ResilientError):
     """Base class for idempotency-key conflicts."""

@@ -281,14 +281,16 @@ class RateLimiter(Policy):
         self.store = store
         self._backend = bind(self)
         self._decide = self._backend.decide
+        cls = type(self)
         fast = getattr(self._backend, "try_acquire", None)
-        if fast is not None:
+        if fast is not None and cls.try_acquire is RateLimiter.try_acquire:
             # The memory token bucket's closure does everything `try_acquire` does (argument
             # check, decision, event); as an instance attribute it shadows the method, which
-            # saves a Python call on the hot path.
+            # saves a Python call on the hot path. Not when a subclass overrides the method:
+            # its override must run.
             self.__dict__["try_acquire"] = fast
         fast_async = getattr(self._backend, "atry_acquire", None)
-        if fast_async is not None:
+        if fast_async is not None and cls.atry_acquire is RateLimiter.atry_acquire:
             self.__dict__["atry_acquire"] = fast_async
 
     # -- the parameters the stores read ----------------------------------------------------

@@ -14,6 +14,7 @@ timeouts, bulkheads) to make it deterministic, with no real sleeping.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,14 +50,18 @@ class FakeClock:
         return self._now
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds`` (must not be negative)."""
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        """Move the clock forward by ``seconds`` (a finite number >= 0)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"seconds must be a number, got {seconds!r}")
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"seconds must be >= 0 and finite, got {seconds!r}")
         with self._lock:
             self._now += seconds
 
     def sleep(self, seconds: float) -> None:
         """Advance the clock by ``seconds`` (negative counts as 0) and return immediately."""
+        if not seconds < math.inf:  # NaN or infinite: no clock can move by that
+            raise ValueError(f"seconds must be a finite number, got {seconds!r}")
         seconds = max(0.0, seconds)
         with self._lock:
             self.sleeps.append(seconds)
