@@ -594,3 +594,92 @@ async def test_async_block_form_lets_stop_async_iteration_out() -> None:
 def test_a_class_that_is_not_an_exception_is_refused_as_on() -> None:
     with pytest.raises(TypeError, match="on must be an exception type"):
         resilient.retry(on=int)  # type: ignore[arg-type]
+
+
+READINGS = [0.0, 123.456, 8_300_356.93, 1e9, 1e12]
+
+
+def _constant(delay: float) -> Backoff:
+    return Backoff.constant(delay, jitter="none")
+
+
+@pytest.mark.parametrize("start", READINGS)
+def test_a_deadline_stops_the_retry_whose_next_attempt_would_start_at_it(start: float) -> None:
+    clock = FakeClock(start)
+    calls: list[float] = []
+
+    @resilient.retry(on=ValueError, attempts=None, backoff=_constant(0.1), clock=clock)
+    def flaky() -> None:
+        calls.append(clock.monotonic())
+        raise ValueError
+
+    with pytest.raises(ValueError), resilient.timeout(0.3, clock=clock):
+        flaky()
+    assert len(calls) == 3  # at 0, 0.1 and 0.2; the fourth would start at the deadline
+
+
+@pytest.mark.parametrize("start", READINGS)
+async def test_a_deadline_stops_async_retries_alike_at_every_reading(start: float) -> None:
+    clock = FakeClock(start)
+    calls: list[float] = []
+
+    @resilient.retry(on=ValueError, attempts=None, backoff=_constant(0.1), clock=clock)
+    async def flaky() -> None:
+        calls.append(clock.monotonic())
+        raise ValueError
+
+    with pytest.raises(ValueError):
+        async with resilient.timeout(0.3, clock=clock):
+            await flaky()
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("start", READINGS)
+def test_max_elapsed_stops_before_an_attempt_that_would_start_at_the_bound(start: float) -> None:
+    clock = FakeClock(start)
+    calls: list[float] = []
+
+    @resilient.retry(
+        on=ValueError, attempts=None, max_elapsed=1.0, backoff=_constant(0.25), clock=clock
+    )
+    def flaky() -> None:
+        calls.append(clock.monotonic())
+        raise ValueError
+
+    with pytest.raises(ValueError):
+        flaky()
+    assert len(calls) == 4  # at 0, 0.25, 0.5 and 0.75; not a fifth at exactly 1.0
+
+
+@pytest.mark.parametrize("start", READINGS)
+async def test_max_elapsed_stops_async_retries_alike_at_every_reading(start: float) -> None:
+    clock = FakeClock(start)
+    calls: list[float] = []
+
+    @resilient.retry(
+        on=ValueError, attempts=None, max_elapsed=1.0, backoff=_constant(0.25), clock=clock
+    )
+    async def flaky() -> None:
+        calls.append(clock.monotonic())
+        raise ValueError
+
+    with pytest.raises(ValueError):
+        await flaky()
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("start", READINGS)
+def test_max_elapsed_still_allows_an_attempt_that_starts_before_the_bound(start: float) -> None:
+    clock = FakeClock(start)
+    calls: list[float] = []
+
+    @resilient.retry(
+        on=ValueError, attempts=None, max_elapsed=1.01, backoff=_constant(0.25), clock=clock
+    )
+    def flaky() -> None:
+        calls.append(clock.monotonic())
+        raise ValueError
+
+    with pytest.raises(ValueError):
+        flaky()
+    assert len(calls) == 5

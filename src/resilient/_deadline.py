@@ -10,11 +10,24 @@ The deadline remembers its clock, so a deadline set with a `FakeClock` is read w
 
 from __future__ import annotations
 
+import math
 from contextvars import ContextVar, Token
 
 from ._clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["Deadline", "current_deadline", "enter_deadline", "remaining"]
+__all__ = ["Deadline", "current_deadline", "enter_deadline", "reaches", "remaining"]
+
+
+def reaches(time: float, limit: float, reading: float) -> bool:
+    """Whether ``time`` is at or after ``limit``, both derived from readings like ``reading``.
+
+    Clock readings are doubles, so sums of readings and durations are off by a few units in the
+    last place of the reading: at a reading of 1e12 one unit is 122 µs, and three sleeps of
+    0.1 s may end a unit short of "start + 0.3". Times that close count as equal (plus one
+    nanosecond, below any real clock's resolution), so that a comparison gives the same answer
+    at every clock reading.
+    """
+    return time >= limit - (1e-9 + 4.0 * math.ulp(reading))
 
 
 class Deadline:
@@ -38,8 +51,14 @@ class Deadline:
         return self.at - self.clock.monotonic()
 
     def expired(self) -> bool:
-        """Whether the deadline has passed."""
-        return self.clock.monotonic() >= self.at
+        """Whether the deadline has passed (see `reaches` for how "at" is compared)."""
+        now = self.clock.monotonic()
+        return reaches(now, self.at, self.at)
+
+    def reached_after(self, seconds: float) -> bool:
+        """Whether something starting ``seconds`` from now would start at or after the deadline."""
+        now = self.clock.monotonic()
+        return reaches(now + seconds, self.at, self.at)
 
     def __repr__(self) -> str:
         return f"Deadline(at={self.at!r}, clock={self.clock!r})"

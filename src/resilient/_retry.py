@@ -38,7 +38,7 @@ from typing_extensions import ParamSpec, Self
 from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._clock import Clock, check_clock, switches
-from ._deadline import get_deadline
+from ._deadline import get_deadline, reaches
 from ._events import HUB, RetriesExhausted, RetryBudgetExhaustedEvent, RetryScheduled
 from ._policy import Policy
 
@@ -274,13 +274,14 @@ class Retry(Policy):
                 delay = hint if hint < self.max_delay_hint else self.max_delay_hint
             else:
                 delay = self._backoff_delay(attempt, previous)
-            if (
-                self.max_elapsed is not None
-                and self._clock.monotonic() + delay - start > self._max_elapsed
-            ):
-                reason = "max_elapsed"
+            # The next attempt would start at ``now + delay``: at or after the bound, stop (as
+            # tenacity's stop_before_delay does), whatever the clock's reading (see `reaches`).
+            if self.max_elapsed is not None:
+                now = self._clock.monotonic()
+                if reaches(now + delay - start, self._max_elapsed, now):
+                    reason = "max_elapsed"
             deadline = get_deadline()
-            if deadline is not None and reason is None and deadline.remaining() <= delay:
+            if deadline is not None and reason is None and deadline.reached_after(delay):
                 reason = "deadline"
             if reason is None:
                 budget = self._budget
