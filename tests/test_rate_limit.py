@@ -610,3 +610,50 @@ async def test_a_subclass_overriding_try_acquire_is_called() -> None:
     assert await limiter.atry_acquire("b")
     assert seen == [("a", 2), ("async:b", 1)]
     assert limiter.try_acquire("a").remaining == 2  # the parent's decision ran
+
+
+READINGS = [0.0, 123.456, 8_300_356.93, 1e9, 1e12]
+LIMITER_KINDS = [
+    lambda clock: TokenBucket(rate=3.0, capacity=2, clock=clock),
+    lambda clock: TokenBucket(rate=7.0, capacity=1, clock=clock),
+    lambda clock: SlidingWindow(limit=2, window=0.7, clock=clock),
+    lambda clock: SlidingWindow(limit=2, window=0.7, precise=True, clock=clock),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.sampled_from(READINGS),
+    make=st.sampled_from(LIMITER_KINDS),
+    key=st.sampled_from(["", "user:1"]),
+    advances=st.lists(st.sampled_from([0.0, 1e-6, 0.1, 0.123457, 1.0]), max_size=6),
+)
+def test_waiting_exactly_retry_after_always_suffices(
+    start: float, make: object, key: str, advances: list[float]
+) -> None:
+    clock = FakeClock(start)
+    limiter = make(clock)  # type: ignore[operator]
+    for advance in advances:
+        clock.advance(advance)
+        limiter.try_acquire(key)
+    while limiter.try_acquire(key):
+        pass
+    denied = limiter.try_acquire(key)
+    assert denied.retry_after > 0
+    clock.advance(denied.retry_after)
+    assert limiter.try_acquire(key), (start, denied)
+
+
+@pytest.mark.parametrize("start", READINGS)
+async def test_acquire_sleeps_once_at_any_clock_reading(start: float) -> None:
+    for make in LIMITER_KINDS:
+        clock = FakeClock(start)
+        limiter = make(clock)
+        while limiter.try_acquire():
+            pass
+        limiter.acquire(max_wait=None)
+        assert len(clock.sleeps) == 1
+        while limiter.try_acquire():
+            pass
+        await limiter.aacquire(max_wait=None)
+        assert len(clock.sleeps) == 2

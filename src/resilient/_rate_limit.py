@@ -199,6 +199,28 @@ def sliding_log(
     return False, limit - count, retry_after, entries[0] + window - now, list(entries[:count])
 
 
+def honest_wait(reading: float, now: int, ticks: int) -> float:
+    """Seconds to wait, from the clock reading ``reading`` (``now`` in ticks), for ``ticks``.
+
+    ``ticks / TICKS_PER_SECOND`` is not always enough: a limiter reads the clock as
+    ``round(reading * TICKS_PER_SECOND)``, and ``reading + wait`` is rounded to a double, which
+    at a reading of 1e9 is a tenth of a microsecond and at 1e12 is 122 µs. The wait returned
+    here is the smallest that is enough: a clock that has moved on by it from ``reading``
+    reads at least ``now + ticks`` ticks, whatever its magnitude.
+    """
+    target = now + ticks
+    wait = ticks / TICKS_PER_SECOND
+    if round((reading + wait) * TICKS_PER_SECOND) >= target:
+        return wait
+    at = target / TICKS_PER_SECOND
+    while round(at * TICKS_PER_SECOND) < target:
+        at = math.nextafter(at, math.inf)
+    wait = at - reading
+    while reading + wait < at:
+        wait = math.nextafter(wait, math.inf)
+    return wait
+
+
 # --------------------------------------------------------------------------------------------
 # The drivers.
 # --------------------------------------------------------------------------------------------

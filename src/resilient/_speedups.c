@@ -45,6 +45,7 @@ typedef struct {
     PyObject *binding;
     PyObject *check_cost; /* limiter._check_cost(cost) -> int, or raises */
     PyObject *monotonic;  /* the clock's monotonic(), or None for the system clock */
+    PyObject *honest_wait; /* resilient._rate_limit.honest_wait, for denials on other clocks */
     PyObject *hub;        /* the event hub: `denied` is called only when hub.active */
     PyObject *denied;     /* denied(key, cost, retry_after) emits RateLimited */
     PyObject *storage_key; /* resilient.stores._keys.storage_key */
@@ -82,7 +83,7 @@ stored_verbatim(PyObject *key)
 /* -- clock ---------------------------------------------------------------------------- */
 
 static int
-read_now(GCRAObject *self, long long *now)
+read_now(GCRAObject *self, long long *now, double *seconds_out)
 {
     if (self->monotonic == Py_None) {
         /* time.monotonic_ns() // 1000, as the Python version reads it: on Linux both are
@@ -110,6 +111,7 @@ read_now(GCRAObject *self, long long *now)
         Py_DECREF(reading);
         return -1;
     }
+    *seconds_out = seconds;
     double ticks = seconds * 1000000.0;
     if (isnan(ticks) || isinf(ticks)) { /* what round() raises for them */
         PyErr_SetString(isnan(ticks) ? PyExc_ValueError : PyExc_OverflowError,
@@ -136,7 +138,7 @@ read_now(GCRAObject *self, long long *now)
 
 static PyObject *
 make_decision(GCRAObject *self, int allowed, long long remaining, long long retry_after,
-              long long reset_after)
+              long long reset_after, PyObject *retry_seconds)
 {
     /* What tuple.__new__(Decision, items) does, without building the items tuple first. */
     PyObject *decision = self->decision->tp_alloc(self->decision, 5);
@@ -160,6 +162,10 @@ make_decision(GCRAObject *self, int allowed, long long remaining, long long retr
     if (allowed) {
         Py_INCREF(ZERO_FLOAT);
         item = ZERO_FLOAT;
+    }
+    else if (retry_seconds != NULL) {
+        Py_INCREF(retry_seconds);
+        item = retry_seconds;
     }
     else {
         /* An int / int in Python is correctly rounded; so is this, as both are exact. */
@@ -359,7 +365,8 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
     }
     int keyed = PyUnicode_GET_LENGTH(stored) != 0;
     long long now;
-    if (read_now(self, &now) < 0) {
+    double reading = 0.0;
+    if (read_now(self, &now, &reading) < 0) {
         Py_DECREF(stored);
         return NULL;
     }
@@ -407,38 +414,57 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
     long long new_tat = tat + step;
     if (allowed) {
         long long backlog = new_tat - now;
-        return make_decision(self, 1, (self->tolerance - backlog) / self->interval, 0, backlog);
+        return make_decision(self, 1, (self->tolerance - backlog) / self->interval, 0, backlog,
+                             NULL);
     }
     long long backlog = tat - now;
     long long retry_after = new_tat - self->tolerance - now;
     long long remaining =
         backlog <= self->tolerance ? (self->tolerance - backlog) / self->interval : 0;
+    /* On another clock than the system's, the wait is rounded so that waiting exactly that
+     * long is enough (see honest_wait); a denial only, so a Python call is affordable. */
+    PyObject *seconds = NULL;
+    if (self->monotonic != Py_None) {
+        seconds = PyObject_CallFunction(self->honest_wait, "dLL", reading, now, retry_after);
+        if (seconds == NULL) {
+            return NULL;
+        }
+    }
     if (public) {
         PyObject *active = PyObject_GetAttr(self->hub, ACTIVE);
         if (active == NULL) {
+            Py_XDECREF(seconds);
             return NULL;
         }
         int listening = PyObject_IsTrue(active);
         Py_DECREF(active);
         if (listening < 0) {
+            Py_XDECREF(seconds);
             return NULL;
         }
         if (listening) {
-            PyObject *seconds =
-                PyFloat_FromDouble((double)retry_after / (double)TICKS_PER_SECOND);
-            if (seconds == NULL) {
-                return NULL;
+            PyObject *hint = seconds;
+            if (hint == NULL) {
+                hint = PyFloat_FromDouble((double)retry_after / (double)TICKS_PER_SECOND);
+                if (hint == NULL) {
+                    return NULL;
+                }
             }
-            PyObject *done =
-                PyObject_CallFunctionObjArgs(self->denied, key, cost, seconds, NULL);
-            Py_DECREF(seconds);
+            else {
+                Py_INCREF(hint);
+            }
+            PyObject *done = PyObject_CallFunctionObjArgs(self->denied, key, cost, hint, NULL);
+            Py_DECREF(hint);
             if (done == NULL) {
+                Py_XDECREF(seconds);
                 return NULL;
             }
             Py_DECREF(done);
         }
     }
-    return make_decision(self, 0, remaining, retry_after, backlog);
+    PyObject *decision = make_decision(self, 0, remaining, retry_after, backlog, seconds);
+    Py_XDECREF(seconds);
+    return decision;
 }
 
 /* -- methods -------------------------------------------------------------------------- */
@@ -560,14 +586,15 @@ GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"interval",  "tolerance",  "capacity", "tat",       "decision",
                             "lock",      "data",       "insert",   "binding",   "check_cost",
-                            "monotonic", "hub",        "denied",   "storage_key", NULL};
+                            "monotonic", "hub",        "denied",   "storage_key",
+                            "honest_wait", NULL};
     long long interval, tolerance, tat;
     PyObject *capacity, *decision, *lock, *data, *insert, *binding, *check_cost, *monotonic,
-        *hub, *denied, *storage_key;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$LLOLOOOOOOOOOO:GCRA", names, &interval,
+        *hub, *denied, *storage_key, *honest_wait;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$LLOLOOOOOOOOOOO:GCRA", names, &interval,
                                      &tolerance, &capacity, &tat, &decision, &lock, &data,
                                      &insert, &binding, &check_cost, &monotonic, &hub, &denied,
-                                     &storage_key)) {
+                                     &storage_key, &honest_wait)) {
         return NULL;
     }
     if (interval < 1 || tolerance < interval || tolerance > MAX_TICKS) {
@@ -614,6 +641,8 @@ GCRA_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->denied = denied;
     Py_INCREF(storage_key);
     self->storage_key = storage_key;
+    Py_INCREF(honest_wait);
+    self->honest_wait = honest_wait;
     if ((self->acquire = PyObject_GetAttrString(lock, "acquire")) == NULL ||
         (self->release = PyObject_GetAttrString(lock, "release")) == NULL ||
         (self->move_to_end = PyObject_GetAttrString(data, "move_to_end")) == NULL) {
@@ -639,6 +668,7 @@ GCRA_traverse(GCRAObject *self, visitproc visit, void *arg)
     Py_VISIT(self->hub);
     Py_VISIT(self->denied);
     Py_VISIT(self->storage_key);
+    Py_VISIT(self->honest_wait);
     return 0;
 }
 
@@ -658,6 +688,7 @@ GCRA_clear(GCRAObject *self)
     Py_CLEAR(self->hub);
     Py_CLEAR(self->denied);
     Py_CLEAR(self->storage_key);
+    Py_CLEAR(self->honest_wait);
     return 0;
 }
 

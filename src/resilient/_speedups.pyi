@@ -22,6 +22,7 @@ class GCRA:
         binding: object,
         check_cost: Callable[[object], int],
         monotonic: Callable[[], float] | None,
+        honest_wait: Callable[[float, int, int], float],
         hub: Any,
         denied: Callable[[str, int, float], None],
         storage_key: Callable[[str], str],

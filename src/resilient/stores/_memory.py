@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._clock import SYSTEM_CLOCK
 from .._events import HUB, RateLimited
-from .._rate_limit import TICKS_PER_SECOND, Decision, sliding_counter
+from .._rate_limit import TICKS_PER_SECOND, Decision, honest_wait, sliding_counter
 from ._keys import _verbatim, storage_key
 
 if TYPE_CHECKING:
@@ -255,7 +255,11 @@ class _GCRA(_Binding):
                 stored = storage(key)  # TypeError for a non-str key; a digest if need be
             else:
                 stored = key
-            now = monotonic_ns() // 1000 if system else round(monotonic() * 1_000_000)
+            if system:
+                now = monotonic_ns() // 1000
+            else:
+                reading = monotonic()
+                now = round(reading * 1_000_000)
             if not stored:
                 acquire()
                 try:
@@ -310,7 +314,10 @@ class _GCRA(_Binding):
                 finally:
                     release()
             backlog = tat - now
-            retry_after = (new_tat - tolerance - now) / micros
+            if system:
+                retry_after = (new_tat - tolerance - now) / micros
+            else:  # rounded so that waiting exactly this long on the clock is enough
+                retry_after = honest_wait(reading, now, new_tat - tolerance - now)
             if public and hub.active:
                 hub.emit(RateLimited(kind, name, key, cost, retry_after))
             return _new(
@@ -351,6 +358,7 @@ class _GCRA(_Binding):
             binding=self,
             check_cost=limiter._check_cost,
             monotonic=None if limiter.clock is SYSTEM_CLOCK else self._monotonic,
+            honest_wait=honest_wait,
             hub=HUB,
             denied=denied,
             storage_key=storage_key,
@@ -391,7 +399,8 @@ class _SlidingCounter(_Binding):
         with store._lock:
             # The clock is read under the lock: a decision made with an older time after one
             # made with a newer time would treat the key's newer slot as foreign and reset it.
-            now = round(self._monotonic() * TICKS_PER_SECOND)
+            reading = self._monotonic()
+            now = round(reading * TICKS_PER_SECOND)
             if stored == "":
                 entry: list[Any] | None = self._default
                 composite = None
@@ -416,7 +425,7 @@ class _SlidingCounter(_Binding):
                 allowed,
                 self._limit,
                 remaining,
-                retry_after / TICKS_PER_SECOND,
+                honest_wait(reading, now, retry_after) if retry_after else 0.0,
                 reset_after / TICKS_PER_SECOND,
             ),
         )
@@ -450,7 +459,8 @@ class _SlidingLog(_Binding):
         limit = self._limit
         with store._lock:
             # Under the lock, so that timestamps enter the log in order (see _SlidingCounter).
-            now = round(self._monotonic() * TICKS_PER_SECOND)
+            reading = self._monotonic()
+            now = round(reading * TICKS_PER_SECOND)
             horizon = now - window
             if stored == "":
                 entry: list[Any] | None = self._default
@@ -482,7 +492,7 @@ class _SlidingLog(_Binding):
                 False,
                 limit,
                 limit - count,
-                retry_after / TICKS_PER_SECOND,
+                honest_wait(reading, now, retry_after),
                 reset_after / TICKS_PER_SECOND,
             ),
         )
