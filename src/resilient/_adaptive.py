@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TypeVar
 
 from typing_extensions import ParamSpec, Self
@@ -28,7 +28,7 @@ from typing_extensions import ParamSpec, Self
 from ._bulkhead import Bulkhead
 from ._clock import Clock
 from ._events import HUB, LimitChanged
-from ._scopes import ScopeStack
+from ._scopes import ScopeStack, caller_frame
 
 __all__ = ["AdaptiveBulkhead"]
 
@@ -264,17 +264,17 @@ class AdaptiveBulkhead(Bulkhead):
         self._sample(start, inflight, None)
         return result
 
-    def _entered(self) -> None:
-        _starts.push(self, (self._monotonic(), self.in_use))
+    def _entered(self, frame: FrameType | None) -> None:
+        _starts.push(self, (self._monotonic(), self.in_use), frame)
 
-    def _exited(self, exc: BaseException | None) -> None:
-        start, inflight = _starts.pop(self)
+    def _exited(self, exc: BaseException | None, frame: FrameType | None) -> None:
+        start, inflight = _starts.pop(self, frame)
         self._release()
         self._sample(start, inflight, exc)
 
     def __enter__(self) -> Self:
         self._acquire()
-        self._entered()
+        self._entered(caller_frame(1))
         return self
 
     def __exit__(
@@ -283,11 +283,12 @@ class AdaptiveBulkhead(Bulkhead):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._exited(exc)
+        self._exited(exc, caller_frame(1))
 
     async def __aenter__(self) -> Self:
+        frame = caller_frame(1)
         await self._aacquire()
-        self._entered()
+        self._entered(frame)
         return self
 
     async def __aexit__(
@@ -296,4 +297,4 @@ class AdaptiveBulkhead(Bulkhead):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._exited(exc)
+        self._exited(exc, caller_frame(1))

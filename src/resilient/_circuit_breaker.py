@@ -23,7 +23,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from typing_extensions import ParamSpec, Self
@@ -32,7 +32,7 @@ from ._clock import Clock, check_clock
 from ._errors import CircuitOpenError, Rejected
 from ._events import HUB, CallRejected, CircuitStateChanged
 from ._policy import Policy
-from ._scopes import ScopeStack
+from ._scopes import ScopeStack, caller_frame
 
 if TYPE_CHECKING:
     from .stores import MemoryStore, RedisStore
@@ -1113,13 +1113,16 @@ class CircuitBreaker(Policy):
 
     # -- context managers ----------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
+    def _enter(self, frame: FrameType | None) -> Self:
         start = self._monotonic()
         permit = self._backend.acquire(start)
         if permit.rejected:
             raise self._reject(permit)  # type: ignore[arg-type]
-        _entries.push(self, (permit, start))  # type: ignore[arg-type]
+        _entries.push(self, (permit, start), frame)  # type: ignore[arg-type]
         return self
+
+    def __enter__(self) -> Self:
+        return self._enter(caller_frame(1))
 
     def __exit__(
         self,
@@ -1127,18 +1130,19 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        permit, start = _entries.pop(self)
+        permit, start = _entries.pop(self, caller_frame(1))
         self._settle(permit, start, self._judge(exc))
 
     async def __aenter__(self) -> Self:
         remote = self._remote
         if remote is None:
-            return self.__enter__()
+            return self._enter(caller_frame(1))
+        frame = caller_frame(1)
         start = self._monotonic()
         permit = await remote.aacquire(start)
         if isinstance(permit, _Rejection):
             raise self._reject(permit)
-        _entries.push(self, (permit, start))
+        _entries.push(self, (permit, start), frame)
         return self
 
     async def __aexit__(
@@ -1147,11 +1151,11 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        permit, start = _entries.pop(self, caller_frame(1))
         remote = self._remote
         if remote is None:
-            self.__exit__(exc_type, exc, tb)
+            self._settle(permit, start, self._judge(exc))
             return
-        permit, start = _entries.pop(self)
         await self._asettle(remote, permit, start, self._judge(exc))
 
     def __repr__(self) -> str:

@@ -46,6 +46,7 @@ from ._deadline import Deadline, _current
 from ._errors import DeadlineExceeded
 from ._events import HUB, DeadlineExceededEvent
 from ._policy import Policy
+from ._scopes import ScopeStack, caller_frame
 
 __all__ = ["Timeout", "timeout"]
 
@@ -58,12 +59,25 @@ _UNCANCEL = sys.version_info >= (3, 11)  # Task.uncancel() / Task.cancelling()
 class _Scope(Deadline):
     """One entry of a timeout: the deadline in force plus what it needs to undo itself."""
 
-    __slots__ = ("cancelling", "done", "fired", "handle", "scope", "soon", "task", "token")
+    __slots__ = (
+        "cancelling",
+        "closed",
+        "done",
+        "fired",
+        "handle",
+        "outer",
+        "scope",
+        "soon",
+        "task",
+        "token",
+    )
 
     cancelling: int
+    closed: bool
     done: bool
     fired: bool
     handle: Any
+    outer: Deadline | None
     scope: anyio.CancelScope | None
     soon: Callable[..., Any]
     task: Any
@@ -190,7 +204,10 @@ class Timeout(Policy):
 
     def __enter__(self) -> Deadline:
         entry, _ = self._push(None)
-        entry.token = _current.set(entry)
+        entry.outer = _current.get()
+        entry.closed = False
+        _sync_entries.push(self, entry, caller_frame(1))
+        _current.set(entry)
         return entry
 
     def __exit__(
@@ -199,8 +216,16 @@ class Timeout(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry: Any = _current.get()
-        _current.reset(entry.token)
+        # The exit may run in another context than the entry (a generator resumed elsewhere,
+        # another worker thread): find this block's own entry, close it, and if its deadline
+        # is the one in scope here, restore the nearest enclosing one still open.
+        entry = _sync_entries.pop(self, caller_frame(1))
+        entry.closed = True
+        if _current.get() is entry:
+            outer = entry.outer
+            while outer is not None and getattr(outer, "closed", False):
+                outer = outer.outer  # type: ignore[attr-defined]
+            _current.set(outer)
 
     def _enter_async(self, name: str | None) -> _Scope:
         entry, left = self._push(name)
@@ -325,6 +350,9 @@ class Timeout(Policy):
 
 
 _SYSTEM: Clock = check_clock(None)
+
+# Open sync ``with timeout(...)`` blocks.
+_sync_entries: ScopeStack[_Scope] = ScopeStack("resilient.timeout")
 
 
 def _name_of(fn: object) -> str:
