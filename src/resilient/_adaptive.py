@@ -27,6 +27,7 @@ from typing_extensions import ParamSpec, Self
 
 from ._bulkhead import Bulkhead
 from ._clock import Clock
+from ._deadline import deadline_passed, is_cancellation
 from ._events import HUB, LimitChanged
 from ._scopes import ScopeStack, caller_frame
 
@@ -206,10 +207,15 @@ class AdaptiveBulkhead(Bulkhead):
 
     def _sample(self, start: float, inflight: int, exc: BaseException | None) -> None:
         """Feed one finished call to the algorithm and apply the new limit."""
-        if exc is not None and not isinstance(exc, Exception):
-            return  # cancelled or interrupted: says nothing about the service
+        if exc is None:
+            dropped = False
+        elif isinstance(exc, Exception):
+            dropped = isinstance(exc, self._failure_on)
+        elif is_cancellation(exc) and deadline_passed():
+            dropped = True  # cancelled because the deadline in scope expired: a timeout
+        else:
+            return  # cancelled for another reason, or interrupted: says nothing
         rtt = self._monotonic() - start
-        dropped = exc is not None and isinstance(exc, self._failure_on)
         with self._lock:
             estimate = self._algorithm.update(self._estimate, rtt, inflight, dropped)
             estimate = min(float(self._maximum), max(float(self._minimum), estimate))

@@ -10,11 +10,20 @@ The deadline remembers its clock, so a deadline set with a `FakeClock` is read w
 
 from __future__ import annotations
 
+import sys
+from asyncio import CancelledError
 from contextvars import ContextVar, Token
 
 from ._clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["Deadline", "current_deadline", "enter_deadline", "remaining"]
+__all__ = [
+    "Deadline",
+    "current_deadline",
+    "deadline_passed",
+    "enter_deadline",
+    "is_cancellation",
+    "remaining",
+]
 
 
 class Deadline:
@@ -39,6 +48,10 @@ class Deadline:
 
     def expired(self) -> bool:
         """Whether the deadline has passed."""
+        return self.clock.monotonic() >= self.at
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed, or its timer has already cancelled the work."""
         return self.clock.monotonic() >= self.at
 
     def __repr__(self) -> str:
@@ -75,6 +88,24 @@ def enter_absolute(deadline: Deadline) -> tuple[Deadline, Token[Deadline | None]
 def exit_deadline(token: Token[Deadline | None]) -> None:
     """Restore the deadline that was in scope before the matching enter call."""
     _current.reset(token)
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is the cancellation exception of asyncio (and anyio on it) or trio."""
+    if isinstance(exc, CancelledError):
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.Cancelled)
+
+
+def deadline_passed() -> bool:
+    """Whether the deadline in scope has passed (or fired): then a cancellation is a timeout.
+
+    A policy that sees its call cancelled asks this to tell a call cancelled because its
+    deadline expired (a timeout of the dependency) from one cancelled for any other reason.
+    """
+    deadline = _current.get()
+    return deadline is not None and deadline.passed()
 
 
 def current_deadline() -> float | None:

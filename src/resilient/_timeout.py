@@ -86,6 +86,15 @@ class _Scope(Deadline):
     def __repr__(self) -> str:
         return f"Deadline(at={self.at!r}, clock={self.clock!r})"
 
+    def passed(self) -> bool:
+        """Whether this deadline fired (cancelling the work) or has passed on its clock."""
+        if self.fired:
+            return True
+        scope = self.scope
+        if scope is not None and scope.cancel_called:
+            return True
+        return self.clock.monotonic() >= self.at
+
 
 def _fire_task(entry: _Scope) -> None:
     entry.fired = True

@@ -30,8 +30,11 @@ from resilient import (
     CircuitOpenError,
     CircuitState,
     CountWindow,
+    DeadlineExceeded,
+    Pipeline,
     StoreUnavailable,
     TimeWindow,
+    timeout,
 )
 from resilient.instrumentation import CircuitStateChanged, StoreError, subscribe, unsubscribe
 from resilient.stores import MemoryStore, RedisStore
@@ -686,3 +689,60 @@ def test_the_trial_lease_runs_from_when_the_trial_was_handed_out(redis_client: A
 def test_time_buckets_narrower_than_a_millisecond_are_refused(redis_client: Any) -> None:
     with pytest.raises(ValueError, match="window: with a RedisStore, time buckets must be"):
         CircuitBreaker("x", window=TimeWindow(0.005, 10), store=RedisStore(redis_client))
+
+
+async def test_a_timeout_firing_inside_a_shared_breaker_counts_as_a_slow_failure(
+    async_stores: Callable[..., RedisStore],
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(fresh_name(), minimum_calls=3, clock=clock, store=async_stores())
+    pin(breaker, clock)
+    guarded = Pipeline(timeout(0.05, clock=clock), breaker)
+
+    async def hang() -> None:
+        while True:
+            await clock.asleep(0.01)
+
+    for _ in range(3):
+        with pytest.raises(DeadlineExceeded):
+            await guarded.acall(hang)
+    metrics = await breaker.ametrics()
+    assert (metrics.state, metrics.calls, metrics.failures, metrics.slow_calls) == (
+        CircuitState.OPEN,
+        3,
+        3,
+        3,
+    )
+
+
+def test_deadline_exceeded_inside_a_sync_shared_call_counts_as_a_slow_failure(
+    redis_client: Any,
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        fresh_name(), minimum_calls=2, clock=clock, store=RedisStore(redis_client)
+    )
+    pin(breaker, clock)
+
+    def late() -> None:
+        with timeout(0.0, clock=clock):  # the deadline in scope has already passed
+            pass
+
+    with pytest.raises(DeadlineExceeded):
+        breaker.call(late)
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures, metrics.slow_calls) == (1, 1, 1)
+
+
+def test_on_state_change_hears_the_transitions_a_shared_breaker_makes(redis_client: Any) -> None:
+    clock = FakeClock()
+    heard: list[CircuitStateChanged] = []
+    breaker = pinned_breaker(RedisStore(redis_client), clock, 1.0, on_state_change=heard.append)
+    _fail(breaker, 1)
+    clock.advance(1.0)
+    breaker.call(lambda: None)
+    assert [(e.old, e.new) for e in heard] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]

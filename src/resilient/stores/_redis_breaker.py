@@ -37,6 +37,7 @@ from .._circuit_breaker import (
     HALF_OPEN,
     NEUTRAL,
     OPEN,
+    TIMEOUT,
     CircuitMetrics,
     CircuitState,
     CountWindow,
@@ -242,7 +243,7 @@ class _RedisCircuitBackend:
         else:
             slow_limit = self._slow_call_duration
             slow = slow_limit is not None and duration >= slow_limit
-            code = (1 if outcome == FAILURE else 0) | (2 if slow else 0)
+            code = (outcome & FAILURE) | (2 if slow or outcome == TIMEOUT else 0)
         return (str(code), str(permit.generation), "1" if permit.trial else "0")
 
     def _recorded(self, reply: Sequence[Any]) -> None:
