@@ -298,6 +298,9 @@ class CircuitMetrics:
         failure_rate: ``failures / calls`` (0.0 with no calls).
         slow_call_rate: ``slow_calls / calls`` (0.0 with no calls).
         consecutive_failures: failures since the last success.
+        stale: True when the state lives in a store that could not be read: the snapshot is
+            the last one this process saw (its state is the last state seen in the store, its
+            counters those of the last successful read, or zeros). Always False in memory.
     """
 
     name: str
@@ -309,6 +312,7 @@ class CircuitMetrics:
     failure_rate: float
     slow_call_rate: float
     consecutive_failures: int
+    stale: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -895,11 +899,19 @@ class CircuitBreaker(Policy):
 
     @property
     def state(self) -> CircuitState:
-        """The current state (an OPEN circuit whose open period is over reads HALF_OPEN)."""
+        """The current state (an OPEN circuit whose open period is over reads HALF_OPEN).
+
+        With a store that cannot be reached, the last state seen in it (never an error;
+        `metrics` says whether it is stale).
+        """
         return self._backend.poll(self._monotonic())
 
     def metrics(self) -> CircuitMetrics:
-        """A snapshot of the state and the window's counters."""
+        """A snapshot of the state and the window's counters.
+
+        With a store that cannot be reached, the last snapshot seen, with ``stale=True``
+        (never an error, whatever the store's ``on_error``).
+        """
         return self._backend.snapshot(self.name, self._monotonic())
 
     def force_open(self) -> None:

@@ -746,3 +746,69 @@ def test_on_state_change_hears_the_transitions_a_shared_breaker_makes(redis_clie
         ("open", "half_open"),
         ("half_open", "closed"),
     ]
+
+
+@pytest.mark.parametrize("on_error", ["allow", "deny", "raise"])
+def test_state_reads_in_an_outage_give_the_last_state_seen_flagged_stale(
+    redis_server: RedisServer, redis_url: str, events: list[object], on_error: str
+) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, on_error=on_error)
+    breaker = CircuitBreaker(
+        fresh_name(), consecutive_failures=2, open_for=60, clock=clock, store=store
+    )
+    pin(breaker, clock)
+    _fail(breaker, 2)
+    seen = breaker.metrics()
+    assert (seen.state, seen.failures, seen.stale) == (CircuitState.OPEN, 2, False)
+    redis_server.stop()
+    try:
+        assert breaker.state is CircuitState.OPEN  # not CLOSED, and no error
+        stale = breaker.metrics()
+        assert stale.stale
+        assert (stale.state, stale.calls, stale.failures, stale.since) == (
+            CircuitState.OPEN,
+            2,
+            2,
+            seen.since,
+        )
+        reads = [e for e in events if isinstance(e, StoreError)]
+        assert {(e.operation, e.action) for e in reads} == {("read", "stale")}
+    finally:
+        redis_server.start()
+    assert not breaker.metrics().stale  # (a restarted Redis has lost the state: CLOSED)
+
+
+def test_a_state_read_before_any_answer_is_closed_and_stale(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, on_error="raise")
+    breaker = CircuitBreaker(fresh_name(), store=store)
+    redis_server.stop()
+    try:
+        metrics = breaker.metrics()
+    finally:
+        redis_server.start()
+    assert (metrics.state, metrics.calls, metrics.stale) == (CircuitState.CLOSED, 0, True)
+
+
+async def test_async_state_reads_in_an_outage_are_stale(
+    redis_server: RedisServer, async_stores: Callable[..., RedisStore]
+) -> None:
+    clock = FakeClock()
+    store = async_stores(socket_timeout=SOCKET_TIMEOUT, on_error="deny")
+    breaker = pinned_breaker(store, clock, 60.0)
+
+    async def failing() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await breaker.acall(failing)
+    assert (await breaker.ametrics()).state is CircuitState.OPEN
+    redis_server.stop()
+    try:
+        metrics = await breaker.ametrics()
+        assert breaker.state is CircuitState.OPEN
+    finally:
+        redis_server.start()
+    assert (metrics.state, metrics.failures, metrics.stale) == (CircuitState.OPEN, 1, True)

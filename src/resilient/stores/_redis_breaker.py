@@ -27,6 +27,7 @@ When Redis fails, the store's ``on_error`` decides:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,7 @@ class _RedisCircuitBackend:
         self._local_used = False  # the local breaker decided something since Redis last did
         self._offline_until: float | None = None
         self._last_state = CircuitState.CLOSED
+        self._last_metrics: CircuitMetrics | None = None
         self._script = store._script("circuit_breaker")
         self._key = store._key("circuit_breaker", breaker.name, "state")
 
@@ -257,7 +259,7 @@ class _RedisCircuitBackend:
         self._last_state = state
         self._transition(old, state)
         calls = int(calls)
-        return CircuitMetrics(
+        self._last_metrics = metrics = CircuitMetrics(
             name=name,
             state=state,
             since=now - int(age_ms) / 1000,
@@ -268,6 +270,26 @@ class _RedisCircuitBackend:
             slow_call_rate=int(slow) / calls if calls else 0.0,
             consecutive_failures=int(consecutive),
         )
+        return metrics
+
+    def _read_failed(self, error: StoreUnavailable, name: str, now: float) -> CircuitMetrics:
+        """A state read that Redis could not answer: the last snapshot seen, flagged stale.
+
+        Reads are for operators and dashboards: whatever ``on_error`` says for calls, they
+        neither raise nor start a pause; a ``StoreError`` event with ``action="stale"`` says
+        what happened.
+        """
+        if HUB.active:
+            HUB.emit(StoreError(self._kind, self._name, "read", error, "stale"))
+        return self._stale(name, now)
+
+    def _stale(self, name: str, now: float) -> CircuitMetrics:
+        state = self._last_state
+        last = self._last_metrics
+        if last is None:
+            return CircuitMetrics(name, state, now, 0, 0, 0, 0.0, 0.0, 0, stale=True)
+        since = last.since if last.state is state else now
+        return replace(last, name=name, state=state, since=since, stale=True)
 
     # -- the backend interface, sync -----------------------------------------------------------
 
@@ -298,24 +320,20 @@ class _RedisCircuitBackend:
 
     def poll(self, now: float) -> CircuitState:
         """The state in Redis; with an async client, the state seen last (no I/O here)."""
-        if self._store._async:
+        if self._store._async or self._offline(now):
             return self._last_state
-        if self._offline(now):
-            return self._local.poll(now)
         try:
             reply = self._eval("read")
         except StoreUnavailable as error:
-            self._failed(error, "read", now)
-            return self._local.poll(now)
-        return self._metrics("", reply, now).state
+            return self._read_failed(error, self._name, now).state
+        return self._metrics(self._name, reply, now).state
 
     def snapshot(self, name: str, now: float) -> CircuitMetrics:
-        """State and window counters from Redis."""
+        """State and window counters from Redis (the last seen, ``stale``, if it fails)."""
         try:
             reply = self._eval("read")
         except StoreUnavailable as error:
-            self._failed(error, "read", now)
-            return self._local.snapshot(name, now)
+            return self._read_failed(error, name, now)
         return self._metrics(name, reply, now)
 
     def force(self, state: CircuitState, now: float) -> None:
@@ -374,8 +392,7 @@ class _RedisCircuitBackend:
         try:
             reply = await self._aeval("read")
         except StoreUnavailable as error:
-            self._failed(error, "read", now)
-            return self._local.snapshot(name, now)
+            return self._read_failed(error, name, now)
         return self._metrics(name, reply, now)
 
     async def aforce(self, state: CircuitState, now: float) -> None:
