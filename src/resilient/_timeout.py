@@ -60,6 +60,7 @@ class _Scope(Deadline):
     """One entry of a timeout: the deadline in force plus what it needs to undo itself."""
 
     __slots__ = (
+        "anyio_scope",
         "cancelling",
         "closed",
         "done",
@@ -72,6 +73,7 @@ class _Scope(Deadline):
         "token",
     )
 
+    anyio_scope: Any
     cancelling: int
     closed: bool
     done: bool
@@ -97,8 +99,39 @@ class _Scope(Deadline):
 
 
 def _fire_task(entry: _Scope) -> None:
+    if _shielded(entry):
+        # Work inside an anyio shielded scope entered within this timeout: as on trio, it is
+        # not interrupted; the task is cancelled once it has left the shielded scope.
+        entry.handle = _running_loop().call_later(_SHIELD_RECHECK, _fire_task, entry)  # type: ignore[union-attr]
+        return
     entry.fired = True
     entry.task.cancel()
+
+
+# How often a deadline that passed inside a shielded scope looks again (asyncio).
+_SHIELD_RECHECK = 0.001
+
+_ANYIO_ASYNCIO = "anyio._backends._asyncio"
+
+
+def _anyio_scope(task: Any) -> Any:
+    """The anyio cancel scope ``task`` is in (asyncio), or None."""
+    backend = sys.modules.get(_ANYIO_ASYNCIO)
+    if backend is None:
+        return None
+    state = backend._task_states.get(task)
+    return None if state is None else state.cancel_scope
+
+
+def _shielded(entry: _Scope) -> bool:
+    """Whether the task is inside an anyio shielded scope entered after ``entry``."""
+    scope = _anyio_scope(entry.task)
+    outer = entry.anyio_scope
+    while scope is not None and scope is not outer:
+        if getattr(scope, "_shield", False):
+            return True
+        scope = getattr(scope, "_parent_scope", None)
+    return False
 
 
 def _poll_task(entry: _Scope) -> None:
@@ -244,6 +277,7 @@ class Timeout(Policy):
             task: Any = current_task(loop)
             entry.task = task
             entry.cancelling = task.cancelling()
+            entry.anyio_scope = _anyio_scope(task)
             if real:
                 entry.handle = loop.call_at(loop.time() + left, _fire_task, entry)
             else:

@@ -812,3 +812,76 @@ async def test_async_state_reads_in_an_outage_are_stale(
     finally:
         redis_server.start()
     assert (metrics.state, metrics.failures, metrics.stale) == (CircuitState.OPEN, 1, True)
+
+
+async def _trial_interrupted_while_redis_is_paused(
+    redis_client: Any, store: RedisStore, cancel: Callable[..., Any]
+) -> CircuitBreaker:
+    """Open a shared breaker, let its open period end, and make a trial call that pauses Redis
+    (CLIENT PAUSE) before it returns, so that ``cancel`` interrupts the caller while the
+    trial's outcome is being recorded."""
+    breaker = CircuitBreaker(fresh_name(), consecutive_failures=1, open_for=0.0, store=store)
+
+    async def failing() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await breaker.acall(failing)
+    await cancel(breaker, lambda: redis_client.execute_command("CLIENT", "PAUSE", 400, "ALL"))
+    return breaker
+
+
+async def _by_resilient_timeout(breaker: CircuitBreaker, pause: Callable[[], Any]) -> None:
+    async def trial() -> None:
+        pause()
+
+    with pytest.raises(DeadlineExceeded):
+        async with timeout(0.05):
+            await breaker.acall(trial)
+
+
+async def _by_asyncio_timeout(breaker: CircuitBreaker, pause: Callable[[], Any]) -> None:
+    import asyncio
+
+    async def trial() -> None:
+        pause()
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await breaker.acall(trial)
+
+
+async def _by_task_cancel(breaker: CircuitBreaker, pause: Callable[[], Any]) -> None:
+    import asyncio
+
+    async def trial() -> None:
+        pause()
+
+    task = asyncio.ensure_future(breaker.acall(trial))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_trial_record_cut_by_resilient_timeout_still_reaches_redis(
+    redis_client: Any, async_stores: Callable[..., RedisStore]
+) -> None:
+    store = async_stores(socket_timeout=5.0)
+    breaker = await _trial_interrupted_while_redis_is_paused(
+        redis_client, store, _by_resilient_timeout
+    )
+    # The trial's success was recorded: CLOSED, not stuck HALF_OPEN with the trial taken.
+    assert (await breaker.ametrics()).state is CircuitState.CLOSED
+    assert await breaker.acall(anyio.sleep, 0) is None
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("cancel", [_by_asyncio_timeout, _by_task_cancel])
+async def test_a_trial_record_cut_by_native_asyncio_cancellation_still_reaches_redis(
+    redis_client: Any, async_stores: Callable[..., RedisStore], cancel: Callable[..., Any]
+) -> None:
+    store = async_stores(socket_timeout=5.0)
+    breaker = await _trial_interrupted_while_redis_is_paused(redis_client, store, cancel)
+    assert (await breaker.ametrics()).state is CircuitState.CLOSED
+    assert await breaker.acall(anyio.sleep, 0) is None

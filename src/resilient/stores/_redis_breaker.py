@@ -31,8 +31,6 @@ from dataclasses import replace
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from .._circuit_breaker import (
     FAILURE,
     HALF_OPEN,
@@ -48,6 +46,7 @@ from .._circuit_breaker import (
 )
 from .._errors import StoreUnavailable
 from .._events import HUB, StoreError
+from .._shield import must_complete
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker
@@ -360,19 +359,29 @@ class _RedisCircuitBackend:
         if self._offline(now):
             return self._acquire_failed(None, now)
         try:
-            # Shielded: a trial slot handed out by Redis to a call cancelled meanwhile would
-            # stay taken until its lease ran out. (Cancellation waits one round trip at most.)
-            with anyio.CancelScope(shield=True):
-                reply = await self._aeval("acquire")
+            # Must complete: a trial slot handed out by Redis to a call cancelled meanwhile
+            # would stay taken until its lease ran out; if the caller is cancelled (by anything,
+            # on asyncio too) while Redis answers, the slot is given back before the
+            # cancellation goes on. (Cancellation waits one round trip at most.)
+            reply = await must_complete(self._aeval, "acquire", undo=self._give_back)
         except StoreUnavailable as error:
             return self._acquire_failed(error, now)
         self._online()
         return self._permit(reply, now)
 
+    async def _give_back(self, reply: Sequence[Any]) -> None:
+        """Undo an acquire whose caller was cancelled: return the trial it may hold."""
+        permit = self._permit(reply, self._clock())
+        if isinstance(permit, _SharedPermit) and permit.trial:
+            await self.arecord(permit, NEUTRAL, 0.0, None)
+
     async def arecord(
         self, permit: _Permit, outcome: int, duration: float, now: float | None
     ) -> None:
-        """Async `record`; shielded, so a cancelled call still reports (or returns its slot)."""
+        """Async `record`; it completes even when the caller is cancelled (see `must_complete`).
+
+        So a cancelled call still reports its outcome, or gives its trial slot back.
+        """
         if type(permit) is not _SharedPermit:
             self._local.record(permit, outcome, duration, now)
             return
@@ -380,8 +389,7 @@ class _RedisCircuitBackend:
             return
         args = self._record_args(permit, outcome, duration)
         try:
-            with anyio.CancelScope(shield=True):
-                reply = await self._aeval("record", *args)
+            reply = await must_complete(self._aeval, "record", *args)
         except StoreUnavailable as error:
             self._record_failed(error, outcome, duration, now)
             return
