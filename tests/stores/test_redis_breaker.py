@@ -885,3 +885,40 @@ async def test_a_trial_record_cut_by_native_asyncio_cancellation_still_reaches_r
     breaker = await _trial_interrupted_while_redis_is_paused(redis_client, store, cancel)
     assert (await breaker.ametrics()).state is CircuitState.CLOSED
     assert await breaker.acall(anyio.sleep, 0) is None
+
+
+def test_a_count_window_is_a_2_bit_ring_beside_small_running_totals(redis_client: Any) -> None:
+    # What makes a call O(1) whatever the window's size: no field of the hash grows with the
+    # window (no ring string to read and rewrite), and each call reads and writes 2 bits.
+    name = fresh_name()
+    breaker = CircuitBreaker(
+        name, failure_rate=0.9, window=CountWindow(1000), store=RedisStore(redis_client)
+    )
+    for i in range(300):
+        if i % 3:
+            breaker.call(lambda: None)
+        else:
+            with pytest.raises(Boom):
+                breaker.call(_raise_boom)
+    key = state_key(name)
+    fields = redis_client.hgetall(key)
+    assert max(len(value) for value in fields.values()) <= 20
+    ring = key.removesuffix(":state") + ":ring"
+    assert redis_client.strlen(ring) == 300 * 2 // 8
+    assert 0 < redis_client.pttl(ring) <= redis_client.pttl(key) + 1000
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures) == (300, 100)
+
+
+def test_a_window_kept_by_an_earlier_version_in_the_hash_starts_afresh(redis_client: Any) -> None:
+    name = fresh_name()
+    breaker = CircuitBreaker(
+        name, window=CountWindow(4), minimum_calls=4, store=RedisStore(redis_client)
+    )
+    breaker.call(lambda: None)
+    # The layout of earlier versions: the outcomes as a string of codes in the hash.
+    redis_client.hset(state_key(name), mapping={"ring": "1111", "idx": 0, "n": 4, "f": 4})
+    breaker.call(lambda: None)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.calls, metrics.failures) == (CircuitState.CLOSED, 1, 0)
+    assert not redis_client.hexists(state_key(name), "ring")

@@ -98,6 +98,8 @@ class _RedisCircuitBackend:
         self._last_metrics: CircuitMetrics | None = None
         self._script = store._script("circuit_breaker")
         self._key = store._key("circuit_breaker", breaker.name, "state")
+        # A count window's ring of outcomes (same hash tag: same Cluster slot).
+        self._ring_key = store._key("circuit_breaker", breaker.name, "ring")
 
         window = settings["window"]
         if isinstance(window, CountWindow):
@@ -148,13 +150,13 @@ class _RedisCircuitBackend:
 
     def _eval(self, op: str, *extra: str) -> Sequence[Any]:
         reply: Sequence[Any] = self._store._eval(
-            self._script, 1, self._key, *self._argv(op, *extra)
+            self._script, 2, self._key, self._ring_key, *self._argv(op, *extra)
         )
         return reply
 
     async def _aeval(self, op: str, *extra: str) -> Sequence[Any]:
         reply: Sequence[Any] = await self._store._aeval(
-            self._script, 1, self._key, *self._argv(op, *extra)
+            self._script, 2, self._key, self._ring_key, *self._argv(op, *extra)
         )
         return reply
 
