@@ -922,3 +922,34 @@ def test_a_window_kept_by_an_earlier_version_in_the_hash_starts_afresh(redis_cli
     metrics = breaker.metrics()
     assert (metrics.state, metrics.calls, metrics.failures) == (CircuitState.CLOSED, 1, 0)
     assert not redis_client.hexists(state_key(name), "ring")
+
+
+BUSY_LUA = "for i = 1, tonumber(ARGV[1]) do end return 1"
+
+
+async def test_a_trial_acquire_cut_while_redis_is_busy_gives_its_slot_back(
+    redis_client: Any, async_stores: Callable[..., RedisStore]
+) -> None:
+    # Redis runs a long script from another connection; meanwhile this process asks for the
+    # trial and is cancelled by its timeout. Redis still hands the trial out once it is free:
+    # that trial must come back, or the breaker rejects every call for the whole lease.
+    breaker = CircuitBreaker(
+        fresh_name(), consecutive_failures=1, open_for=0.0, store=async_stores(socket_timeout=10)
+    )
+
+    async def failing() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await breaker.acall(failing)
+    busy = threading.Thread(target=redis_client.eval, args=(BUSY_LUA, 0, 30_000_000))
+    busy.start()
+    await anyio.sleep(0.05)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            async with timeout(0.05):
+                await breaker.acall(anyio.sleep, 0)
+    finally:
+        await anyio.to_thread.run_sync(busy.join)
+    assert await breaker.acall(anyio.sleep, 0) is None  # the trial was given back: this is it
+    assert (await breaker.ametrics()).state is CircuitState.CLOSED
