@@ -177,3 +177,20 @@ async def test_sync_timeout_entered_and_exited_in_two_worker_threads() -> None:
     await anyio.to_thread.run_sync(next, gen)
     await anyio.to_thread.run_sync(next, gen, None)
     assert resilient.current_deadline() is None
+
+
+def test_an_exit_from_another_frame_and_another_context_still_returns_the_trial() -> None:
+    clock = FakeClock()
+    breaker = half_open("elsewhere", clock)
+
+    def enter() -> None:
+        breaker.__enter__()
+
+    def leave() -> None:
+        breaker.__exit__(None, None, None)
+
+    contextvars.copy_context().run(enter)
+    contextvars.copy_context().run(leave)
+    assert breaker.state is CircuitState.CLOSED
+    with pytest.raises(RuntimeError, match="without a matching enter"):
+        leave()
