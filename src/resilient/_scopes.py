@@ -28,7 +28,7 @@ import sys
 import threading
 from contextvars import ContextVar
 from types import FrameType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -37,17 +37,9 @@ __all__ = ["ScopeStack", "caller_frame"]
 caller_frame = sys._getframe
 
 
-class _Entry(Generic[T]):
-    __slots__ = ("closed", "data", "frame", "owner", "prev")
-
-    def __init__(
-        self, owner: object, data: T, frame: FrameType | None, prev: _Entry[T] | None
-    ) -> None:
-        self.owner = owner
-        self.data = data
-        self.frame = frame
-        self.prev = prev
-        self.closed = False
+# An entry is a small list (cheaper to build than an object, on the path of every block):
+# [owner, data, frame, the previous entry on its context's stack, closed].
+_OWNER, _DATA, _FRAME, _PREV, _CLOSED = range(5)
 
 
 class ScopeStack(Generic[T]):
@@ -56,11 +48,11 @@ class ScopeStack(Generic[T]):
     __slots__ = ("_lock", "_open", "_var")
 
     def __init__(self, name: str) -> None:
-        self._var: ContextVar[_Entry[T] | None] = ContextVar(name, default=None)
+        self._var: ContextVar[list[Any] | None] = ContextVar(name, default=None)
         self._lock = threading.Lock()
         # id(owner) -> the owner's open entries, oldest first. An open entry holds its owner,
         # so the id cannot be reused while the list is not empty.
-        self._open: dict[int, list[_Entry[T]]] = {}
+        self._open: dict[int, list[list[Any]]] = {}
 
     def push(self, owner: object, data: T, frame: FrameType | None) -> None:
         """Record that ``owner``'s block was entered from ``frame``, with what its exit needs.
@@ -69,13 +61,16 @@ class ScopeStack(Generic[T]):
         ``__enter__``, or in ``__aenter__``), or None when unknown.
         """
         var = self._var
-        entry = _Entry(owner, data, frame, var.get())
-        with self._lock:
-            entries = self._open.get(id(owner))
-            if entries is None:
-                self._open[id(owner)] = [entry]
-            else:
-                entries.append(entry)
+        entry = [owner, data, frame, var.get(), False]
+        key = id(owner)
+        lock = self._lock
+        lock.acquire()
+        entries = self._open.get(key)
+        if entries is None:
+            self._open[key] = [entry]
+        else:
+            entries.append(entry)
+        lock.release()
         var.set(entry)
 
     def pop(self, owner: object, frame: FrameType | None) -> T:
@@ -86,33 +81,43 @@ class ScopeStack(Generic[T]):
         """
         var = self._var
         top = var.get()
-        with self._lock:
-            entries = self._open.get(id(owner))
+        key = id(owner)
+        lock = self._lock
+        lock.acquire()
+        try:
+            entries = self._open.get(key)
             if not entries:
                 raise RuntimeError(f"{owner!r} exited without a matching enter")
-            found = None
-            if frame is not None:
-                for entry in reversed(entries):
-                    if entry.frame is frame:
-                        found = entry
-                        break
-            if found is None:
-                entry_ = top
-                while entry_ is not None:
-                    if entry_.owner is owner and not entry_.closed:
-                        found = entry_
-                        break
-                    entry_ = entry_.prev
-            if found is None:
-                found = entries[0]
-            found.closed = True
-            found.frame = None
-            entries.remove(found)
+            found = entries[-1]
+            if frame is None or found[_FRAME] is not frame:  # not the common case
+                found = _search(entries, owner, frame, top)
+                entries.remove(found)
+            else:
+                entries.pop()
             if not entries:
-                del self._open[id(owner)]
-        # Drop the closed entries from the top of this context's stack.
-        if top is not None and top.closed:
-            while top is not None and top.closed:
-                top = top.prev
+                del self._open[key]
+            found[_CLOSED] = True
+            found[_FRAME] = None
+        finally:
+            lock.release()
+        if top is not None and top[_CLOSED]:  # drop closed entries from this context's top
+            while top is not None and top[_CLOSED]:
+                top = top[_PREV]
             var.set(top)
-        return found.data
+        return found[_DATA]  # type: ignore[no-any-return]
+
+
+def _search(
+    entries: list[list[Any]], owner: object, frame: FrameType | None, top: list[Any] | None
+) -> list[Any]:
+    """The entry an exit claims when the newest one is not from its frame (see the module)."""
+    if frame is not None:
+        for index in range(len(entries) - 1, -1, -1):
+            if entries[index][_FRAME] is frame:
+                return entries[index]
+    entry_: list[Any] | None = top
+    while entry_ is not None:
+        if entry_[_OWNER] is owner and not entry_[_CLOSED]:
+            return entry_
+        entry_ = entry_[_PREV]
+    return entries[0]
