@@ -25,6 +25,12 @@ On asyncio (Python 3.11+) the async timeout schedules one ``loop.call_at`` that 
 task, and converts that cancellation into `DeadlineExceeded` on the way out, using
 ``Task.uncancel()`` exactly as ``asyncio.timeout`` does. Elsewhere (trio, and asyncio on 3.10)
 it uses an ``anyio.CancelScope`` with a deadline.
+
+A native ``task.cancel()`` would go through anyio shielded scopes, so when the deadline passes
+while the task is inside an anyio shielded scope entered within the timeout, the timeout does
+not cancel yet: it looks again every millisecond and cancels once the shield is left (trio's
+and anyio's own behaviour). To tell such scopes from shields around the timeout, entering
+records the anyio scope the task is in (read from anyio's task states).
 """
 
 from __future__ import annotations
@@ -182,6 +188,8 @@ class Timeout(Policy):
     - Async: when the deadline passes the work is cancelled (asyncio and trio) and
       `DeadlineExceeded` is raised, but only when it was this scope's deadline that fired; any
       other cancellation propagates unchanged.
+    - Work inside an ``anyio.CancelScope(shield=True)`` entered within the timeout is not
+      interrupted, on asyncio as on trio: the cancellation comes once the shield is left.
     - Sync: Python cannot interrupt a thread safely, so the timeout is cooperative: it scopes
       the deadline (which every resilient policy inside obeys) and raises `DeadlineExceeded` on
       entry if the deadline has already passed. When the block returns after the deadline, its
