@@ -5,7 +5,7 @@ from contextlib import ExitStack
 import anyio
 import pytest
 
-from resilient import AdaptiveBulkhead, BulkheadFullError
+from resilient import AdaptiveBulkhead, BulkheadFullError, DeadlineExceeded, timeout
 from resilient._events import Event, LimitChanged, subscribe, unsubscribe
 from resilient.testing import FakeClock
 
@@ -111,3 +111,27 @@ async def test_async_calls_adapt_and_cancellation_is_not_a_sample() -> None:
 def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         AdaptiveBulkhead(**kwargs)
+
+
+async def test_a_call_cancelled_by_its_deadline_is_a_drop_for_the_limit() -> None:
+    clock = FakeClock()
+    bulkhead = AdaptiveBulkhead(initial=10, minimum=1, maximum=20, clock=clock)
+
+    async def hang() -> None:
+        while True:
+            await clock.asleep(0.01)
+
+    with pytest.raises(DeadlineExceeded):
+        async with timeout(0.05, clock=clock):
+            await bulkhead.acall(hang)
+    assert bulkhead.limit == 9  # 10 * backoff_ratio 0.9
+    assert bulkhead.in_use == 0
+
+
+async def test_a_call_cancelled_for_another_reason_is_no_sample() -> None:
+    clock = FakeClock()
+    bulkhead = AdaptiveBulkhead(initial=10, minimum=1, maximum=20, clock=clock)
+    with anyio.move_on_after(0.01):
+        await bulkhead.acall(anyio.sleep_forever)
+    assert bulkhead.limit == 10
+    assert bulkhead.in_use == 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -11,7 +12,16 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from resilient import CircuitBreaker, CircuitOpenError, CircuitState, CountWindow, TimeWindow
+from resilient import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    CountWindow,
+    DeadlineExceeded,
+    Pipeline,
+    TimeWindow,
+    timeout,
+)
 from resilient._events import CallRejected, CircuitStateChanged, Event, subscribe, unsubscribe
 from resilient.testing import FakeClock
 
@@ -685,3 +695,106 @@ def test_an_open_for_backoff_yielding_a_bad_delay_is_a_value_error(bad: float) -
     with pytest.raises(ValueError, match="open_for must yield delays >= 0 and finite"):
         trip(breaker, 1)
     assert breaker.state is CircuitState.CLOSED  # left as it was, not open for NaN seconds
+async def hang_on(clock: FakeClock) -> None:
+    """A dependency that never answers; each loop step moves the fake clock on 10 ms."""
+    while True:
+        await clock.asleep(0.01)
+
+
+async def test_a_timeout_firing_inside_the_breaker_counts_as_a_failure_and_a_slow_call() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("hangs", minimum_calls=5, open_for=10, clock=clock)
+    guarded = Pipeline(timeout(0.05, clock=clock), breaker)
+    for _ in range(5):
+        with pytest.raises(DeadlineExceeded):
+            await guarded.acall(hang_on, clock)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.calls, metrics.failures, metrics.slow_calls) == (
+        CircuitState.OPEN,
+        5,
+        5,
+        5,
+    )
+    with pytest.raises(CircuitOpenError):
+        await guarded.acall(hang_on, clock)
+
+
+async def test_a_timed_out_trial_opens_the_breaker_again() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("trial", consecutive_failures=1, open_for=1, clock=clock)
+    trip(breaker, 1)
+    clock.advance(1)
+
+    async def trial() -> None:
+        async with timeout(0.05, clock=clock), breaker:
+            await hang_on(clock)
+
+    with pytest.raises(DeadlineExceeded):
+        await trial()
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_a_cancellation_with_the_deadline_still_ahead_stays_neutral() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("neutral", minimum_calls=1, clock=clock)
+    async with timeout(60.0, clock=clock):
+        with anyio.move_on_after(0.01):
+            await breaker.acall(anyio.sleep_forever)
+    assert breaker.metrics().calls == 0
+
+
+def test_deadline_exceeded_raised_inside_a_sync_call_counts_as_a_slow_failure() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "sync", minimum_calls=1, slow_call_rate=1.0, slow_call_duration=30.0, clock=clock
+    )
+
+    def late() -> None:
+        clock.advance(1.0)
+        with timeout(0.5, clock=clock):  # the deadline in scope has already passed
+            pass
+
+    with pytest.raises(DeadlineExceeded), timeout(0.5, clock=clock):
+        breaker.call(late)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.failures, metrics.slow_calls) == (CircuitState.OPEN, 1, 1)
+
+
+def test_on_state_change_hears_every_transition_of_its_breaker_only() -> None:
+    clock = FakeClock()
+    heard: list[CircuitStateChanged] = []
+    breaker = CircuitBreaker(
+        "listened", consecutive_failures=1, open_for=1, clock=clock, on_state_change=heard.append
+    )
+    other = CircuitBreaker("other", consecutive_failures=1, clock=clock)
+    trip(other, 1)
+    trip(breaker, 1)
+    clock.advance(1)
+    breaker.call(ok)
+    breaker.force_open()
+    assert [(e.name, e.old, e.new) for e in heard] == [
+        ("listened", "closed", "open"),
+        ("listened", "open", "half_open"),
+        ("listened", "half_open", "closed"),
+        ("listened", "closed", "forced_open"),
+    ]
+
+
+def test_an_on_state_change_that_raises_never_breaks_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reported: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    def broken(event: CircuitStateChanged) -> None:
+        raise RuntimeError("listener bug")
+
+    breaker = CircuitBreaker("broken", consecutive_failures=1, on_state_change=broken)
+    trip(breaker, 1)  # raises Boom, not the listener's RuntimeError
+    assert breaker.state is CircuitState.OPEN
+    assert len(reported) == 1
+
+
+def test_on_state_change_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="on_state_change"):
+        CircuitBreaker("x", on_state_change=42)  # type: ignore[arg-type]

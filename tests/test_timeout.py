@@ -282,3 +282,46 @@ async def test_cancel_scope_driver_used_on_python_3_10_cancels_too(
             outer.cancel()
             await anyio.sleep_forever()
     assert outer.cancelled_caught
+
+
+async def test_work_in_a_shielded_scope_inside_a_timeout_completes_as_on_trio() -> None:
+    # On asyncio too: the deadline passes inside the shield, the shielded work finishes, and
+    # the first checkpoint after the shield is where the timeout cancels.
+    finished = []
+
+    async def body() -> None:
+        async with timeout(0.02):
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.1)
+                finished.append("shielded")
+            await anyio.sleep(10)
+            finished.append("never")
+
+    with pytest.raises(DeadlineExceeded):
+        await body()
+    assert finished == ["shielded"]
+
+
+async def test_a_timeout_inside_a_shielded_scope_still_fires() -> None:
+    with anyio.CancelScope(shield=True):
+        with pytest.raises(DeadlineExceeded):
+            async with timeout(0.02):
+                await anyio.sleep(10)
+
+
+async def test_a_deadline_passing_in_a_shielded_scope_on_a_fake_clock_waits_for_its_end() -> None:
+    clock = FakeClock()
+    steps = []
+
+    async def body() -> None:
+        async with timeout(0.05, clock=clock):
+            with anyio.CancelScope(shield=True):
+                for _ in range(10):
+                    await clock.asleep(0.01)
+                steps.append("shielded work done")
+            while True:
+                await clock.asleep(0.01)
+
+    with pytest.raises(DeadlineExceeded):
+        await body()
+    assert steps == ["shielded work done"]

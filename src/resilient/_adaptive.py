@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TypeVar
 
 from typing_extensions import ParamSpec, Self
 
 from ._bulkhead import Bulkhead
 from ._clock import Clock
+from ._deadline import deadline_passed, is_cancellation
 from ._events import HUB, LimitChanged
-from ._scopes import ScopeStack
+from ._scopes import ScopeStack, caller_frame
 
 __all__ = ["AdaptiveBulkhead"]
 
@@ -206,10 +207,15 @@ class AdaptiveBulkhead(Bulkhead):
 
     def _sample(self, start: float, inflight: int, exc: BaseException | None) -> None:
         """Feed one finished call to the algorithm and apply the new limit."""
-        if exc is not None and not isinstance(exc, Exception):
-            return  # cancelled or interrupted: says nothing about the service
+        if exc is None:
+            dropped = False
+        elif isinstance(exc, Exception):
+            dropped = isinstance(exc, self._failure_on)
+        elif is_cancellation(exc) and deadline_passed():
+            dropped = True  # cancelled because the deadline in scope expired: a timeout
+        else:
+            return  # cancelled for another reason, or interrupted: says nothing
         rtt = self._monotonic() - start
-        dropped = exc is not None and isinstance(exc, self._failure_on)
         with self._lock:
             estimate = self._algorithm.update(self._estimate, rtt, inflight, dropped)
             estimate = min(float(self._maximum), max(float(self._minimum), estimate))
@@ -264,17 +270,17 @@ class AdaptiveBulkhead(Bulkhead):
         self._sample(start, inflight, None)
         return result
 
-    def _entered(self) -> None:
-        _starts.push(self, (self._monotonic(), self.in_use))
+    def _entered(self, frame: FrameType | None) -> None:
+        _starts.push(self, (self._monotonic(), self.in_use), frame)
 
-    def _exited(self, exc: BaseException | None) -> None:
-        start, inflight = _starts.pop(self)
+    def _exited(self, exc: BaseException | None, frame: FrameType | None) -> None:
+        start, inflight = _starts.pop(self, frame)
         self._release()
         self._sample(start, inflight, exc)
 
     def __enter__(self) -> Self:
         self._acquire()
-        self._entered()
+        self._entered(caller_frame(1))
         return self
 
     def __exit__(
@@ -283,11 +289,12 @@ class AdaptiveBulkhead(Bulkhead):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._exited(exc)
+        self._exited(exc, caller_frame(1))
 
     async def __aenter__(self) -> Self:
+        frame = caller_frame(1)
         await self._aacquire()
-        self._entered()
+        self._entered(frame)
         return self
 
     async def __aexit__(
@@ -296,4 +303,4 @@ class AdaptiveBulkhead(Bulkhead):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._exited(exc)
+        self._exited(exc, caller_frame(1))

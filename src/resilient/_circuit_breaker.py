@@ -19,20 +19,22 @@ is read with one attribute access) and one short lock section to record the outc
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from typing_extensions import ParamSpec, Self
 
 from ._clock import Clock, check_clock
-from ._errors import CircuitOpenError, Rejected
-from ._events import HUB, CallRejected, CircuitStateChanged
+from ._deadline import deadline_passed, is_cancellation
+from ._errors import CircuitOpenError, DeadlineExceeded, Rejected
+from ._events import HUB, CallRejected, CircuitStateChanged, _Unraisable
 from ._policy import Policy
-from ._scopes import ScopeStack
+from ._scopes import ScopeStack, caller_frame
 
 if TYPE_CHECKING:
     from .stores import MemoryStore, RedisStore
@@ -53,6 +55,7 @@ R = TypeVar("R")
 SUCCESS = 0
 FAILURE = 1
 NEUTRAL = 2  # counts neither way (ignored exceptions, cancellation, KeyboardInterrupt...)
+TIMEOUT = 3  # the deadline in scope expired: a failure, and a slow call whatever its duration
 
 # Window codes: bit 0 = failure, bit 1 = slow.
 _SLOW = 2
@@ -296,6 +299,9 @@ class CircuitMetrics:
         failure_rate: ``failures / calls`` (0.0 with no calls).
         slow_call_rate: ``slow_calls / calls`` (0.0 with no calls).
         consecutive_failures: failures since the last success.
+        stale: True when the state lives in a store that could not be read: the snapshot is
+            the last one this process saw (its state is the last state seen in the store, its
+            counters those of the last successful read, or zeros). Always False in memory.
     """
 
     name: str
@@ -307,6 +313,7 @@ class CircuitMetrics:
     failure_rate: float
     slow_call_rate: float
     consecutive_failures: int
+    stale: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -628,7 +635,7 @@ class _MemoryBackend:
                 return
             if now is None:
                 now = self._clock()
-            if outcome == FAILURE or (slow and self._slow_call_rate is not None):
+            if outcome & FAILURE or (slow and self._slow_call_rate is not None):
                 old = self._open(now)
                 new = OPEN
             else:
@@ -729,7 +736,9 @@ class CircuitBreaker(Policy):
     ``ignore``, rejections by resilient's own policies (`resilient.Rejected`: a full bulkhead or
     a rate limit inside the breaker, an inner breaker), and cancellation, `KeyboardInterrupt`,
     `SystemExit` (every `BaseException` that is not an `Exception`) count neither way; a trial
-    ended that way gives its slot back.
+    ended that way gives its slot back. The exception is a call cancelled because the deadline in
+    scope expired (a `resilient.timeout` around the breaker), or one raising `DeadlineExceeded`
+    counted as a failure: the dependency timed out, so it counts as a failure and a slow call.
     Other exceptions count as successes (the dependency answered).
 
     Works as a decorator, with `call` / `acall`, and as ``with`` / ``async with``.
@@ -759,6 +768,10 @@ class CircuitBreaker(Policy):
             this object; a `resilient.stores.RedisStore` shares one breaker (state and window)
             between every process using the same Redis, prefix and name. See
             docs/circuit-breaker.md for the shared breaker's rules.
+        on_state_change: called with each `CircuitStateChanged` event of this breaker, in the
+            thread or task that caused the change, whether or not anyone subscribed to events;
+            an exception it raises is reported through `sys.unraisablehook` and never breaks
+            the call (as for event subscribers).
 
     Raises:
         ValueError: an argument is out of range (the message names it).
@@ -772,6 +785,7 @@ class CircuitBreaker(Policy):
         "_failure_result",
         "_ignore",
         "_monotonic",
+        "_on_state_change",
         "_remote",
         "_timed",
         "clock",
@@ -800,12 +814,16 @@ class CircuitBreaker(Policy):
         failure_result: Callable[[Any], bool] | None = None,
         clock: Clock | None = None,
         store: MemoryStore | RedisStore | None = None,
+        on_state_change: Callable[[CircuitStateChanged], object] | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
         if not name:
             raise ValueError("name must not be empty")
         self.name = name
+        if on_state_change is not None and not callable(on_state_change):
+            raise TypeError(f"on_state_change must be callable, got {on_state_change!r}")
+        self._on_state_change = on_state_change
         failure_rate = _check_rate(failure_rate, "failure_rate")
         slow_call_rate = _check_rate(slow_call_rate, "slow_call_rate")
         if slow_call_duration is not None:
@@ -890,11 +908,19 @@ class CircuitBreaker(Policy):
 
     @property
     def state(self) -> CircuitState:
-        """The current state (an OPEN circuit whose open period is over reads HALF_OPEN)."""
+        """The current state (an OPEN circuit whose open period is over reads HALF_OPEN).
+
+        With a store that cannot be reached, the last state seen in it (never an error;
+        `metrics` says whether it is stale).
+        """
         return self._backend.poll(self._monotonic())
 
     def metrics(self) -> CircuitMetrics:
-        """A snapshot of the state and the window's counters."""
+        """A snapshot of the state and the window's counters.
+
+        With a store that cannot be reached, the last snapshot seen, with ``stale=True``
+        (never an error, whatever the store's ``on_error``).
+        """
         return self._backend.snapshot(self.name, self._monotonic())
 
     def force_open(self) -> None:
@@ -934,8 +960,18 @@ class CircuitBreaker(Policy):
             self._backend.force(state, self._monotonic())
 
     def _transitioned(self, old: CircuitState, new: CircuitState) -> None:
+        listener = self._on_state_change
+        if listener is None:
+            if HUB.active:
+                HUB.emit(CircuitStateChanged(self.kind, self.name, old.value, new.value))
+            return
+        event = CircuitStateChanged(self.kind, self.name, old.value, new.value)
         if HUB.active:
-            HUB.emit(CircuitStateChanged(self.kind, self.name, old.value, new.value))
+            HUB.emit(event)
+        try:
+            listener(event)
+        except Exception as exc:  # like a subscriber's: must not break the call
+            sys.unraisablehook(_Unraisable(exc, f"on_state_change of {self!r}", event))
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -953,18 +989,21 @@ class CircuitBreaker(Policy):
         return CircuitOpenError(self.name, retry_after)
 
     def _classify(self, exc: BaseException) -> int:
+        if not isinstance(exc, Exception):
+            # Cancelled because the deadline in scope expired: the dependency timed out.
+            # Cancelled for any other reason, or interrupted: says nothing about it.
+            return TIMEOUT if is_cancellation(exc) and deadline_passed() else NEUTRAL
         if (
-            not isinstance(exc, Exception)
             # A rejection by one of resilient's own policies (a full bulkhead inside this
             # breaker, an inner breaker, a rate limiter) says nothing about the dependency.
-            or isinstance(exc, Rejected)
-            or (self._ignore and isinstance(exc, self._ignore))
+            isinstance(exc, Rejected) or (self._ignore and isinstance(exc, self._ignore))
         ):
             return NEUTRAL
         predicate = self._failure_predicate
-        if predicate is None:
-            return FAILURE if isinstance(exc, self._failure_on) else SUCCESS
-        return FAILURE if predicate(exc) else SUCCESS
+        failed = isinstance(exc, self._failure_on) if predicate is None else predicate(exc)
+        if not failed:
+            return SUCCESS
+        return TIMEOUT if isinstance(exc, DeadlineExceeded) else FAILURE
 
     # A predicate of the user's (``failure_on``, ``failure_result``) may raise. The call's
     # outcome is then recorded as NEUTRAL, so a trial slot is never lost, before the predicate's
@@ -1129,13 +1168,16 @@ class CircuitBreaker(Policy):
 
     # -- context managers ----------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
+    def _enter(self, frame: FrameType | None) -> Self:
         start = self._monotonic()
         permit = self._backend.acquire(start)
         if permit.rejected:
             raise self._reject(permit)  # type: ignore[arg-type]
-        _entries.push(self, (permit, start))  # type: ignore[arg-type]
+        _entries.push(self, (permit, start), frame)  # type: ignore[arg-type]
         return self
+
+    def __enter__(self) -> Self:
+        return self._enter(caller_frame(1))
 
     def __exit__(
         self,
@@ -1143,18 +1185,19 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        permit, start = _entries.pop(self)
+        permit, start = _entries.pop(self, caller_frame(1))
         self._settle(permit, start, self._judge(exc))
 
     async def __aenter__(self) -> Self:
         remote = self._remote
         if remote is None:
-            return self.__enter__()
+            return self._enter(caller_frame(1))
+        frame = caller_frame(1)
         start = self._monotonic()
         permit = await remote.aacquire(start)
         if isinstance(permit, _Rejection):
             raise self._reject(permit)
-        _entries.push(self, (permit, start))
+        _entries.push(self, (permit, start), frame)
         return self
 
     async def __aexit__(
@@ -1163,11 +1206,11 @@ class CircuitBreaker(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        permit, start = _entries.pop(self, caller_frame(1))
         remote = self._remote
         if remote is None:
-            self.__exit__(exc_type, exc, tb)
+            self._settle(permit, start, self._judge(exc))
             return
-        permit, start = _entries.pop(self)
         await self._asettle(remote, permit, start, self._judge(exc))
 
     def __repr__(self) -> str:

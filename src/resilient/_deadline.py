@@ -11,11 +11,11 @@ The deadline remembers its clock, so a deadline set with a `FakeClock` is read w
 from __future__ import annotations
 
 import math
+import sys
+from asyncio import CancelledError
 from contextvars import ContextVar, Token
 
 from ._clock import SYSTEM_CLOCK, Clock
-
-__all__ = ["Deadline", "current_deadline", "enter_deadline", "reaches", "remaining"]
 
 
 def reaches(time: float, limit: float, reading: float) -> bool:
@@ -28,6 +28,17 @@ def reaches(time: float, limit: float, reading: float) -> bool:
     at every clock reading.
     """
     return time >= limit - (1e-9 + 4.0 * math.ulp(reading))
+
+
+__all__ = [
+    "Deadline",
+    "current_deadline",
+    "deadline_passed",
+    "enter_deadline",
+    "is_cancellation",
+    "reaches",
+    "remaining",
+]
 
 
 class Deadline:
@@ -59,6 +70,10 @@ class Deadline:
         """Whether something starting ``seconds`` from now would start at or after the deadline."""
         now = self.clock.monotonic()
         return reaches(now + seconds, self.at, self.at)
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed, or its timer has already cancelled the work."""
+        return self.clock.monotonic() >= self.at
 
     def __repr__(self) -> str:
         return f"Deadline(at={self.at!r}, clock={self.clock!r})"
@@ -94,6 +109,24 @@ def enter_absolute(deadline: Deadline) -> tuple[Deadline, Token[Deadline | None]
 def exit_deadline(token: Token[Deadline | None]) -> None:
     """Restore the deadline that was in scope before the matching enter call."""
     _current.reset(token)
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is the cancellation exception of asyncio (and anyio on it) or trio."""
+    if isinstance(exc, CancelledError):
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.Cancelled)
+
+
+def deadline_passed() -> bool:
+    """Whether the deadline in scope has passed (or fired): then a cancellation is a timeout.
+
+    A policy that sees its call cancelled asks this to tell a call cancelled because its
+    deadline expired (a timeout of the dependency) from one cancelled for any other reason.
+    """
+    deadline = _current.get()
+    return deadline is not None and deadline.passed()
 
 
 def current_deadline() -> float | None:

@@ -25,18 +25,26 @@ On asyncio (Python 3.11+) the async timeout schedules one ``loop.call_at`` that 
 task, and converts that cancellation into `DeadlineExceeded` on the way out, using
 ``Task.uncancel()`` exactly as ``asyncio.timeout`` does. Elsewhere (trio, and asyncio on 3.10)
 it uses an ``anyio.CancelScope`` with a deadline.
+
+A native ``task.cancel()`` would go through anyio shielded scopes, so when the deadline passes
+while the task is inside an anyio shielded scope entered within the timeout, the timeout does
+not cancel yet: it looks again every millisecond and cancels once the shield is left (trio's
+and anyio's own behaviour). To tell such scopes from shields around the timeout, entering
+records the anyio scope the task is in (read from anyio's task states).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import time
 from asyncio import CancelledError, current_task
 from asyncio import _get_running_loop as _running_loop
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
+from weakref import ref as _ref
 
 import anyio
 from typing_extensions import ParamSpec
@@ -46,6 +54,7 @@ from ._deadline import Deadline, _current
 from ._errors import DeadlineExceeded
 from ._events import HUB, DeadlineExceededEvent
 from ._policy import Policy
+from ._scopes import ScopeStack, caller_frame
 
 __all__ = ["Timeout", "timeout"]
 
@@ -58,12 +67,27 @@ _UNCANCEL = sys.version_info >= (3, 11)  # Task.uncancel() / Task.cancelling()
 class _Scope(Deadline):
     """One entry of a timeout: the deadline in force plus what it needs to undo itself."""
 
-    __slots__ = ("cancelling", "done", "fired", "handle", "scope", "soon", "task", "token")
+    __slots__ = (
+        "anyio_scope",
+        "cancelling",
+        "closed",
+        "done",
+        "fired",
+        "handle",
+        "outer",
+        "scope",
+        "soon",
+        "task",
+        "token",
+    )
 
+    anyio_scope: Any
     cancelling: int
+    closed: bool
     done: bool
     fired: bool
     handle: Any
+    outer: Deadline | None
     scope: anyio.CancelScope | None
     soon: Callable[..., Any]
     task: Any
@@ -72,10 +96,56 @@ class _Scope(Deadline):
     def __repr__(self) -> str:
         return f"Deadline(at={self.at!r}, clock={self.clock!r})"
 
+    def passed(self) -> bool:
+        """Whether this deadline fired (cancelling the work) or has passed on its clock."""
+        if self.fired:
+            return True
+        scope = self.scope
+        if scope is not None and scope.cancel_called:
+            return True
+        return self.clock.monotonic() >= self.at
+
 
 def _fire_task(entry: _Scope) -> None:
+    if _shielded(entry):
+        # Work inside an anyio shielded scope entered within this timeout: as on trio, it is
+        # not interrupted; the task is cancelled once it has left the shielded scope.
+        entry.handle = _running_loop().call_later(_SHIELD_RECHECK, _fire_task, entry)  # type: ignore[union-attr]
+        return
     entry.fired = True
     entry.task.cancel()
+
+
+# How often a deadline that passed inside a shielded scope looks again (asyncio).
+_SHIELD_RECHECK = 0.001
+
+_ANYIO_ASYNCIO = "anyio._backends._asyncio"
+
+
+def _anyio_scope(task: Any) -> Any:
+    """The anyio cancel scope ``task`` is in (asyncio), or None. On the hot path: kept lean."""
+    backend = _modules.get(_ANYIO_ASYNCIO)
+    if backend is None:
+        return None
+    # anyio's WeakKeyDictionary of task states, read through its dict (a third of the cost).
+    state = backend._task_states.data.get(_ref(task))
+    return None if state is None else state.cancel_scope
+
+
+_modules = sys.modules
+_monotonic = time.monotonic
+_new_scope = _Scope.__new__
+
+
+def _shielded(entry: _Scope) -> bool:
+    """Whether the task is inside an anyio shielded scope entered after ``entry``."""
+    scope = _anyio_scope(entry.task)
+    outer = entry.anyio_scope
+    while scope is not None and scope is not outer:
+        if getattr(scope, "_shield", False):
+            return True
+        scope = getattr(scope, "_parent_scope", None)
+    return False
 
 
 def _poll_task(entry: _Scope) -> None:
@@ -118,6 +188,8 @@ class Timeout(Policy):
     - Async: when the deadline passes the work is cancelled (asyncio and trio) and
       `DeadlineExceeded` is raised, but only when it was this scope's deadline that fired; any
       other cancellation propagates unchanged.
+    - Work inside an ``anyio.CancelScope(shield=True)`` entered within the timeout is not
+      interrupted, on asyncio as on trio: the cancellation comes once the shield is left.
     - Sync: Python cannot interrupt a thread safely, so the timeout is cooperative: it scopes
       the deadline (which every resilient policy inside obeys) and raises `DeadlineExceeded` on
       entry if the deadline has already passed. When the block returns after the deadline, its
@@ -190,7 +262,10 @@ class Timeout(Policy):
 
     def __enter__(self) -> Deadline:
         entry, _ = self._push(None)
-        entry.token = _current.set(entry)
+        entry.outer = _current.get()
+        entry.closed = False
+        _sync_entries.push(self, entry, caller_frame(1))
+        _current.set(entry)
         return entry
 
     def __exit__(
@@ -199,8 +274,16 @@ class Timeout(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry: Any = _current.get()
-        _current.reset(entry.token)
+        # The exit may run in another context than the entry (a generator resumed elsewhere,
+        # another worker thread): find this block's own entry, close it, and if its deadline
+        # is the one in scope here, restore the nearest enclosing one still open.
+        entry = _sync_entries.pop(self, caller_frame(1))
+        entry.closed = True
+        if _current.get() is entry:
+            outer = entry.outer
+            while outer is not None and getattr(outer, "closed", False):
+                outer = outer.outer  # type: ignore[attr-defined]
+            _current.set(outer)
 
     def _enter_async(self, name: str | None) -> _Scope:
         entry, left = self._push(name)
@@ -210,6 +293,7 @@ class Timeout(Policy):
             task: Any = current_task(loop)
             entry.task = task
             entry.cancelling = task.cancelling()
+            entry.anyio_scope = _anyio_scope(task)
             if real:
                 entry.handle = loop.call_at(loop.time() + left, _fire_task, entry)
             else:
@@ -252,7 +336,32 @@ class Timeout(Policy):
         return swallowed
 
     async def __aenter__(self) -> Deadline:
-        return self._enter_async(None)
+        loop = _running_loop()
+        if loop is None or not _UNCANCEL or self._clock is not _SYSTEM or _current.get():
+            return self._enter_async(None)
+        # The common case, inlined (it is the hot path): asyncio, the system clock, no
+        # deadline in scope yet. The same steps as `_push` and `_enter_async`.
+        seconds = self.seconds
+        if seconds <= 0.0:
+            return self._enter_async(None)
+        entry = _new_scope(_Scope)
+        entry.at = _monotonic() + seconds
+        entry.clock = _SYSTEM
+        entry.timeout = seconds
+        entry.fired = False
+        entry.scope = None
+        task: Any = current_task(loop)
+        entry.task = task
+        entry.cancelling = task.cancelling()
+        backend = _modules.get(_ANYIO_ASYNCIO)
+        if backend is None:
+            entry.anyio_scope = None
+        else:
+            state = backend._task_states.data.get(_ref(task))
+            entry.anyio_scope = None if state is None else state.cancel_scope
+        entry.handle = loop.call_at(loop.time() + seconds, _fire_task, entry)
+        entry.token = _current.set(entry)
+        return entry
 
     async def __aexit__(
         self,
@@ -325,6 +434,9 @@ class Timeout(Policy):
 
 
 _SYSTEM: Clock = check_clock(None)
+
+# Open sync ``with timeout(...)`` blocks.
+_sync_entries: ScopeStack[_Scope] = ScopeStack("resilient.timeout")
 
 
 def _name_of(fn: object) -> str:

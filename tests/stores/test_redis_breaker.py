@@ -30,8 +30,11 @@ from resilient import (
     CircuitOpenError,
     CircuitState,
     CountWindow,
+    DeadlineExceeded,
+    Pipeline,
     StoreUnavailable,
     TimeWindow,
+    timeout,
 )
 from resilient.instrumentation import CircuitStateChanged, StoreError, subscribe, unsubscribe
 from resilient.stores import MemoryStore, RedisStore
@@ -686,3 +689,267 @@ def test_the_trial_lease_runs_from_when_the_trial_was_handed_out(redis_client: A
 def test_time_buckets_narrower_than_a_millisecond_are_refused(redis_client: Any) -> None:
     with pytest.raises(ValueError, match="window: with a RedisStore, time buckets must be"):
         CircuitBreaker("x", window=TimeWindow(0.005, 10), store=RedisStore(redis_client))
+
+
+async def test_a_timeout_firing_inside_a_shared_breaker_counts_as_a_slow_failure(
+    async_stores: Callable[..., RedisStore],
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(fresh_name(), minimum_calls=3, clock=clock, store=async_stores())
+    pin(breaker, clock)
+    guarded = Pipeline(timeout(0.05, clock=clock), breaker)
+
+    async def hang() -> None:
+        while True:
+            await clock.asleep(0.01)
+
+    for _ in range(3):
+        with pytest.raises(DeadlineExceeded):
+            await guarded.acall(hang)
+    metrics = await breaker.ametrics()
+    assert (metrics.state, metrics.calls, metrics.failures, metrics.slow_calls) == (
+        CircuitState.OPEN,
+        3,
+        3,
+        3,
+    )
+
+
+def test_deadline_exceeded_inside_a_sync_shared_call_counts_as_a_slow_failure(
+    redis_client: Any,
+) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        fresh_name(), minimum_calls=2, clock=clock, store=RedisStore(redis_client)
+    )
+    pin(breaker, clock)
+
+    def late() -> None:
+        with timeout(0.0, clock=clock):  # the deadline in scope has already passed
+            pass
+
+    with pytest.raises(DeadlineExceeded):
+        breaker.call(late)
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures, metrics.slow_calls) == (1, 1, 1)
+
+
+def test_on_state_change_hears_the_transitions_a_shared_breaker_makes(redis_client: Any) -> None:
+    clock = FakeClock()
+    heard: list[CircuitStateChanged] = []
+    breaker = pinned_breaker(RedisStore(redis_client), clock, 1.0, on_state_change=heard.append)
+    _fail(breaker, 1)
+    clock.advance(1.0)
+    breaker.call(lambda: None)
+    assert [(e.old, e.new) for e in heard] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+
+
+@pytest.mark.parametrize("on_error", ["allow", "deny", "raise"])
+def test_state_reads_in_an_outage_give_the_last_state_seen_flagged_stale(
+    redis_server: RedisServer, redis_url: str, events: list[object], on_error: str
+) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, on_error=on_error)
+    breaker = CircuitBreaker(
+        fresh_name(), consecutive_failures=2, open_for=60, clock=clock, store=store
+    )
+    pin(breaker, clock)
+    _fail(breaker, 2)
+    seen = breaker.metrics()
+    assert (seen.state, seen.failures, seen.stale) == (CircuitState.OPEN, 2, False)
+    redis_server.stop()
+    try:
+        assert breaker.state is CircuitState.OPEN  # not CLOSED, and no error
+        stale = breaker.metrics()
+        assert stale.stale
+        assert (stale.state, stale.calls, stale.failures, stale.since) == (
+            CircuitState.OPEN,
+            2,
+            2,
+            seen.since,
+        )
+        reads = [e for e in events if isinstance(e, StoreError)]
+        assert {(e.operation, e.action) for e in reads} == {("read", "stale")}
+    finally:
+        redis_server.start()
+    assert not breaker.metrics().stale  # (a restarted Redis has lost the state: CLOSED)
+
+
+def test_a_state_read_before_any_answer_is_closed_and_stale(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    store = RedisStore.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, on_error="raise")
+    breaker = CircuitBreaker(fresh_name(), store=store)
+    redis_server.stop()
+    try:
+        metrics = breaker.metrics()
+    finally:
+        redis_server.start()
+    assert (metrics.state, metrics.calls, metrics.stale) == (CircuitState.CLOSED, 0, True)
+
+
+async def test_async_state_reads_in_an_outage_are_stale(
+    redis_server: RedisServer, async_stores: Callable[..., RedisStore]
+) -> None:
+    clock = FakeClock()
+    store = async_stores(socket_timeout=SOCKET_TIMEOUT, on_error="deny")
+    breaker = pinned_breaker(store, clock, 60.0)
+
+    async def failing() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await breaker.acall(failing)
+    assert (await breaker.ametrics()).state is CircuitState.OPEN
+    redis_server.stop()
+    try:
+        metrics = await breaker.ametrics()
+        assert breaker.state is CircuitState.OPEN
+    finally:
+        redis_server.start()
+    assert (metrics.state, metrics.failures, metrics.stale) == (CircuitState.OPEN, 1, True)
+
+
+async def _trial_interrupted_while_redis_is_paused(
+    redis_client: Any, store: RedisStore, cancel: Callable[..., Any]
+) -> CircuitBreaker:
+    """Open a shared breaker, let its open period end, and make a trial call that pauses Redis
+    (CLIENT PAUSE) before it returns, so that ``cancel`` interrupts the caller while the
+    trial's outcome is being recorded."""
+    breaker = CircuitBreaker(fresh_name(), consecutive_failures=1, open_for=0.0, store=store)
+
+    async def failing() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await breaker.acall(failing)
+    await cancel(breaker, lambda: redis_client.execute_command("CLIENT", "PAUSE", 400, "ALL"))
+    return breaker
+
+
+async def _by_resilient_timeout(breaker: CircuitBreaker, pause: Callable[[], Any]) -> None:
+    async def trial() -> None:
+        pause()
+
+    with pytest.raises(DeadlineExceeded):
+        async with timeout(0.05):
+            await breaker.acall(trial)
+
+
+async def _by_asyncio_timeout(breaker: CircuitBreaker, pause: Callable[[], Any]) -> None:
+    import asyncio
+
+    async def trial() -> None:
+        pause()
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await breaker.acall(trial)
+
+
+async def _by_task_cancel(breaker: CircuitBreaker, pause: Callable[[], Any]) -> None:
+    import asyncio
+
+    async def trial() -> None:
+        pause()
+
+    task = asyncio.ensure_future(breaker.acall(trial))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_trial_record_cut_by_resilient_timeout_still_reaches_redis(
+    redis_client: Any, async_stores: Callable[..., RedisStore]
+) -> None:
+    store = async_stores(socket_timeout=5.0)
+    breaker = await _trial_interrupted_while_redis_is_paused(
+        redis_client, store, _by_resilient_timeout
+    )
+    # The trial's success was recorded: CLOSED, not stuck HALF_OPEN with the trial taken.
+    assert (await breaker.ametrics()).state is CircuitState.CLOSED
+    assert await breaker.acall(anyio.sleep, 0) is None
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("cancel", [_by_asyncio_timeout, _by_task_cancel])
+async def test_a_trial_record_cut_by_native_asyncio_cancellation_still_reaches_redis(
+    redis_client: Any, async_stores: Callable[..., RedisStore], cancel: Callable[..., Any]
+) -> None:
+    store = async_stores(socket_timeout=5.0)
+    breaker = await _trial_interrupted_while_redis_is_paused(redis_client, store, cancel)
+    assert (await breaker.ametrics()).state is CircuitState.CLOSED
+    assert await breaker.acall(anyio.sleep, 0) is None
+
+
+def test_a_count_window_is_a_2_bit_ring_beside_small_running_totals(redis_client: Any) -> None:
+    # What makes a call O(1) whatever the window's size: no field of the hash grows with the
+    # window (no ring string to read and rewrite), and each call reads and writes 2 bits.
+    name = fresh_name()
+    breaker = CircuitBreaker(
+        name, failure_rate=0.9, window=CountWindow(1000), store=RedisStore(redis_client)
+    )
+    for i in range(300):
+        if i % 3:
+            breaker.call(lambda: None)
+        else:
+            with pytest.raises(Boom):
+                breaker.call(_raise_boom)
+    key = state_key(name)
+    fields = redis_client.hgetall(key)
+    assert max(len(value) for value in fields.values()) <= 20
+    ring = key.removesuffix(":state") + ":ring"
+    assert redis_client.strlen(ring) == 300 * 2 // 8
+    assert 0 < redis_client.pttl(ring) <= redis_client.pttl(key) + 1000
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures) == (300, 100)
+
+
+def test_a_window_kept_by_an_earlier_version_in_the_hash_starts_afresh(redis_client: Any) -> None:
+    name = fresh_name()
+    breaker = CircuitBreaker(
+        name, window=CountWindow(4), minimum_calls=4, store=RedisStore(redis_client)
+    )
+    breaker.call(lambda: None)
+    # The layout of earlier versions: the outcomes as a string of codes in the hash.
+    redis_client.hset(state_key(name), mapping={"ring": "1111", "idx": 0, "n": 4, "f": 4})
+    breaker.call(lambda: None)
+    metrics = breaker.metrics()
+    assert (metrics.state, metrics.calls, metrics.failures) == (CircuitState.CLOSED, 1, 0)
+    assert not redis_client.hexists(state_key(name), "ring")
+
+
+BUSY_LUA = "for i = 1, tonumber(ARGV[1]) do end return 1"
+
+
+async def test_a_trial_acquire_cut_while_redis_is_busy_gives_its_slot_back(
+    redis_client: Any, async_stores: Callable[..., RedisStore]
+) -> None:
+    # Redis runs a long script from another connection; meanwhile this process asks for the
+    # trial and is cancelled by its timeout. Redis still hands the trial out once it is free:
+    # that trial must come back, or the breaker rejects every call for the whole lease.
+    breaker = CircuitBreaker(
+        fresh_name(), consecutive_failures=1, open_for=0.0, store=async_stores(socket_timeout=10)
+    )
+
+    async def failing() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await breaker.acall(failing)
+    busy = threading.Thread(target=redis_client.eval, args=(BUSY_LUA, 0, 30_000_000))
+    busy.start()
+    await anyio.sleep(0.05)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            async with timeout(0.05):
+                await breaker.acall(anyio.sleep, 0)
+    finally:
+        await anyio.to_thread.run_sync(busy.join)
+    assert await breaker.acall(anyio.sleep, 0) is None  # the trial was given back: this is it
+    assert (await breaker.ametrics()).state is CircuitState.CLOSED

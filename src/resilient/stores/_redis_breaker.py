@@ -27,16 +27,16 @@ When Redis fails, the store's ``on_error`` decides:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import islice
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from .._circuit_breaker import (
     FAILURE,
     HALF_OPEN,
     NEUTRAL,
     OPEN,
+    TIMEOUT,
     CircuitMetrics,
     CircuitState,
     CountWindow,
@@ -46,6 +46,7 @@ from .._circuit_breaker import (
 )
 from .._errors import StoreUnavailable
 from .._events import HUB, StoreError
+from .._shield import must_complete
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker
@@ -94,8 +95,11 @@ class _RedisCircuitBackend:
         self._local_used = False  # the local breaker decided something since Redis last did
         self._offline_until: float | None = None
         self._last_state = CircuitState.CLOSED
+        self._last_metrics: CircuitMetrics | None = None
         self._script = store._script("circuit_breaker")
         self._key = store._key("circuit_breaker", breaker.name, "state")
+        # A count window's ring of outcomes (same hash tag: same Cluster slot).
+        self._ring_key = store._key("circuit_breaker", breaker.name, "ring")
 
         window = settings["window"]
         if isinstance(window, CountWindow):
@@ -146,13 +150,13 @@ class _RedisCircuitBackend:
 
     def _eval(self, op: str, *extra: str) -> Sequence[Any]:
         reply: Sequence[Any] = self._store._eval(
-            self._script, 1, self._key, *self._argv(op, *extra)
+            self._script, 2, self._key, self._ring_key, *self._argv(op, *extra)
         )
         return reply
 
     async def _aeval(self, op: str, *extra: str) -> Sequence[Any]:
         reply: Sequence[Any] = await self._store._aeval(
-            self._script, 1, self._key, *self._argv(op, *extra)
+            self._script, 2, self._key, self._ring_key, *self._argv(op, *extra)
         )
         return reply
 
@@ -242,7 +246,7 @@ class _RedisCircuitBackend:
         else:
             slow_limit = self._slow_call_duration
             slow = slow_limit is not None and duration >= slow_limit
-            code = (1 if outcome == FAILURE else 0) | (2 if slow else 0)
+            code = (outcome & FAILURE) | (2 if slow or outcome == TIMEOUT else 0)
         return (str(code), str(permit.generation), "1" if permit.trial else "0")
 
     def _recorded(self, reply: Sequence[Any]) -> None:
@@ -256,7 +260,7 @@ class _RedisCircuitBackend:
         self._last_state = state
         self._transition(old, state)
         calls = int(calls)
-        return CircuitMetrics(
+        self._last_metrics = metrics = CircuitMetrics(
             name=name,
             state=state,
             since=now - int(age_ms) / 1000,
@@ -267,6 +271,26 @@ class _RedisCircuitBackend:
             slow_call_rate=int(slow) / calls if calls else 0.0,
             consecutive_failures=int(consecutive),
         )
+        return metrics
+
+    def _read_failed(self, error: StoreUnavailable, name: str, now: float) -> CircuitMetrics:
+        """A state read that Redis could not answer: the last snapshot seen, flagged stale.
+
+        Reads are for operators and dashboards: whatever ``on_error`` says for calls, they
+        neither raise nor start a pause; a ``StoreError`` event with ``action="stale"`` says
+        what happened.
+        """
+        if HUB.active:
+            HUB.emit(StoreError(self._kind, self._name, "read", error, "stale"))
+        return self._stale(name, now)
+
+    def _stale(self, name: str, now: float) -> CircuitMetrics:
+        state = self._last_state
+        last = self._last_metrics
+        if last is None:
+            return CircuitMetrics(name, state, now, 0, 0, 0, 0.0, 0.0, 0, stale=True)
+        since = last.since if last.state is state else now
+        return replace(last, name=name, state=state, since=since, stale=True)
 
     # -- the backend interface, sync -----------------------------------------------------------
 
@@ -297,24 +321,20 @@ class _RedisCircuitBackend:
 
     def poll(self, now: float) -> CircuitState:
         """The state in Redis; with an async client, the state seen last (no I/O here)."""
-        if self._store._async:
+        if self._store._async or self._offline(now):
             return self._last_state
-        if self._offline(now):
-            return self._local.poll(now)
         try:
             reply = self._eval("read")
         except StoreUnavailable as error:
-            self._failed(error, "read", now)
-            return self._local.poll(now)
-        return self._metrics("", reply, now).state
+            return self._read_failed(error, self._name, now).state
+        return self._metrics(self._name, reply, now).state
 
     def snapshot(self, name: str, now: float) -> CircuitMetrics:
-        """State and window counters from Redis."""
+        """State and window counters from Redis (the last seen, ``stale``, if it fails)."""
         try:
             reply = self._eval("read")
         except StoreUnavailable as error:
-            self._failed(error, "read", now)
-            return self._local.snapshot(name, now)
+            return self._read_failed(error, name, now)
         return self._metrics(name, reply, now)
 
     def force(self, state: CircuitState, now: float) -> None:
@@ -341,19 +361,29 @@ class _RedisCircuitBackend:
         if self._offline(now):
             return self._acquire_failed(None, now)
         try:
-            # Shielded: a trial slot handed out by Redis to a call cancelled meanwhile would
-            # stay taken until its lease ran out. (Cancellation waits one round trip at most.)
-            with anyio.CancelScope(shield=True):
-                reply = await self._aeval("acquire")
+            # Must complete: a trial slot handed out by Redis to a call cancelled meanwhile
+            # would stay taken until its lease ran out; if the caller is cancelled (by anything,
+            # on asyncio too) while Redis answers, the slot is given back before the
+            # cancellation goes on. (Cancellation waits one round trip at most.)
+            reply = await must_complete(self._aeval, "acquire", undo=self._give_back)
         except StoreUnavailable as error:
             return self._acquire_failed(error, now)
         self._online()
         return self._permit(reply, now)
 
+    async def _give_back(self, reply: Sequence[Any]) -> None:
+        """Undo an acquire whose caller was cancelled: return the trial it may hold."""
+        permit = self._permit(reply, self._clock())
+        if isinstance(permit, _SharedPermit) and permit.trial:
+            await self.arecord(permit, NEUTRAL, 0.0, None)
+
     async def arecord(
         self, permit: _Permit, outcome: int, duration: float, now: float | None
     ) -> None:
-        """Async `record`; shielded, so a cancelled call still reports (or returns its slot)."""
+        """Async `record`; it completes even when the caller is cancelled (see `must_complete`).
+
+        So a cancelled call still reports its outcome, or gives its trial slot back.
+        """
         if type(permit) is not _SharedPermit:
             self._local.record(permit, outcome, duration, now)
             return
@@ -361,8 +391,7 @@ class _RedisCircuitBackend:
             return
         args = self._record_args(permit, outcome, duration)
         try:
-            with anyio.CancelScope(shield=True):
-                reply = await self._aeval("record", *args)
+            reply = await must_complete(self._aeval, "record", *args)
         except StoreUnavailable as error:
             self._record_failed(error, outcome, duration, now)
             return
@@ -373,8 +402,7 @@ class _RedisCircuitBackend:
         try:
             reply = await self._aeval("read")
         except StoreUnavailable as error:
-            self._failed(error, "read", now)
-            return self._local.snapshot(name, now)
+            return self._read_failed(error, name, now)
         return self._metrics(name, reply, now)
 
     async def aforce(self, state: CircuitState, now: float) -> None:

@@ -1,8 +1,11 @@
 -- A circuit breaker shared by every process that uses the same key: one hash holds the state
--- and the sliding window, so every decision touches one key (one Redis Cluster slot) and one
--- TTL covers it all. Mirrors resilient._circuit_breaker._MemoryBackend.
+-- and the window's totals, and a count window's ring of outcomes is a bit string next to it
+-- (same hash tag, so one Redis Cluster slot); both carry the same TTL. Every decision costs
+-- O(1) whatever the window's size: running totals, and one 2-bit BITFIELD read-and-write per
+-- recorded call. Mirrors resilient._circuit_breaker._MemoryBackend.
 --
 -- KEYS[1]   the breaker's hash.
+-- KEYS[2]   a count window's ring: 2 bits per call (its outcome code), written with BITFIELD.
 -- ARGV[1]   op: "acquire" | "record" | "force_open" | "disable" | "reset" | "read"
 -- ARGV[2]   window kind: "count" | "time"
 -- ARGV[3]   count: window size (calls); time: window length (ms)
@@ -26,10 +29,13 @@
 -- outcomes of calls begun in an earlier period are recognised and dropped), since (ms) when
 -- the state began, till (ms) end of the OPEN period, reo openings in a row, ti trials issued,
 -- tp trials passed, ls (ms) when the latest trial was handed out, cf consecutive failures; a
--- count window keeps ring (one character per call: its outcome code), idx, n, f, w; a time
--- window keeps e<i>, c<i>, f<i>, w<i> per bucket i (epoch, calls, failures, slow calls).
+-- count window keeps idx, n, f, w (next slot, calls, failures, slow calls; the outcomes
+-- themselves are in KEYS[2]); a time window keeps e<i>, c<i>, f<i>, w<i> per bucket i (epoch,
+-- calls, failures, slow calls). A 'ring' field in the hash is the window of an earlier version
+-- (a string of codes): it is dropped, with the count window's totals, on first sight.
 
 local key = KEYS[1]
+local ring_key = KEYS[2]
 local op = ARGV[1]
 local count_window = ARGV[2] == 'count'
 local span = tonumber(ARGV[3])
@@ -67,6 +73,14 @@ local function num(field)
   return tonumber(s[field] or '0')
 end
 
+if s.ring then
+  -- The window of an earlier version of this script, kept as a string in the hash: start the
+  -- count window afresh (its totals went with it).
+  redis.call('HDEL', key, 'ring', 'idx', 'n', 'f', 'w')
+  redis.call('DEL', ring_key)
+  s.ring, s.idx, s.n, s.f, s.w = nil, nil, nil, nil, nil
+end
+
 local st = s.st or 'closed'
 local old = st
 local gen = num('gen')
@@ -101,6 +115,7 @@ end
 local function clear_window()
   if count_window then
     redis.call('HDEL', key, 'ring', 'idx', 'n', 'f', 'w')
+    redis.call('DEL', ring_key)
     s.ring, s.idx, s.n, s.f, s.w = nil, nil, nil, nil, nil
   else
     for i = 0, buckets - 1 do
@@ -115,23 +130,21 @@ local function add(code)
   local failed = code % 2
   local slow = math.floor(code / 2) % 2
   if count_window then
-    local ring = s.ring or ''
     local idx = num('idx')
     local n = num('n')
     local f = num('f') + failed
     local w = num('w') + slow
+    -- Write this call's code in its slot and read the code it replaces: O(1).
+    local previous = redis.call('BITFIELD', ring_key, 'SET', 'u2', '#' .. idx, code)[1]
     if n == span then
-      local previous = tonumber(string.sub(ring, idx + 1, idx + 1))
       f = f - previous % 2
       w = w - math.floor(previous / 2) % 2
-      ring = string.sub(ring, 1, idx) .. code .. string.sub(ring, idx + 2)
     else
       n = n + 1
-      ring = ring .. code
     end
     idx = (idx + 1) % span
-    s.ring, s.idx, s.n, s.f, s.w = ring, tostring(idx), tostring(n), tostring(f), tostring(w)
-    dirty = {'ring', 'idx', 'n', 'f', 'w'}
+    s.idx, s.n, s.f, s.w = tostring(idx), tostring(n), tostring(f), tostring(w)
+    dirty = {'idx', 'n', 'f', 'w'}
   else
     local i = epoch % buckets
     if num('e' .. i) ~= epoch then
@@ -184,6 +197,7 @@ local function save()
   end
   redis.call(unpack(fields))
   redis.call('PEXPIRE', key, ttl)
+  if count_window then redis.call('PEXPIRE', ring_key, ttl) end  -- a no-op while it is empty
 end
 
 local function changed()
