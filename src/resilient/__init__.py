@@ -11,7 +11,7 @@ The subpackages ``resilient.config``, ``.instrumentation``, ``.integrations``, `
 
 from __future__ import annotations
 
-import importlib
+from importlib import import_module as _import_module
 from typing import TYPE_CHECKING, Any
 
 from ._adaptive import AdaptiveBulkhead
@@ -87,7 +87,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time, __getattr__ imports on
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+        return _import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

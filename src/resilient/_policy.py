@@ -126,7 +126,8 @@ class Pipeline(Policy):
     ``Pipeline(fallback, timeout, retry, breaker)`` runs a call as
     ``fallback(timeout(retry(breaker(fn))))``. A Pipeline is itself a policy, so it can be used as
     a decorator, with `call` / `acall`, or inside another Pipeline. An empty Pipeline simply
-    calls the function.
+    calls the function. `get` finds a member by type; ``with pipeline:`` and ``async with
+    pipeline:`` work when every member guards a block.
 
     Args:
         *policies: the policies, outermost first.
