@@ -359,3 +359,24 @@ def test_pipeline_config_build_reports_constructor_errors_from_the_section() -> 
     with pytest.raises(pydantic.ValidationError) as info:
         config.build("p")
     assert info.value.errors()[0]["loc"] == ("circuit_breaker", "store")
+
+
+@pytest.mark.parametrize(
+    ("window", "loc"),
+    [
+        ({"seconds": -1}, ("window", "seconds")),
+        ({"seconds": "30s", "size": 10}, ("window", "size")),
+        ({"size": 0}, ("window", "size")),
+        (30, ("window",)),
+    ],
+)
+def test_a_bad_breaker_window_is_one_error(window: object, loc: tuple[str, ...]) -> None:
+    error = _error({"circuit_breaker": {"window": window}})
+    (only,) = error.errors()
+    assert only["loc"] == ("p", "circuit_breaker", *loc)
+
+
+def test_variables_are_expanded_inside_tuples_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESILIENT_TEST_ERROR", "ConnectionError")
+    (retry,) = load_policies({"p": {"retry": {"on": ("${RESILIENT_TEST_ERROR}",)}}})["p"]
+    assert retry.on == (ConnectionError,)  # type: ignore[attr-defined]

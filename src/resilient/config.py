@@ -224,7 +224,7 @@ def _expand(value: Any, loc: tuple[str | int, ...], errors: list[InitErrorDetail
             return value
     if isinstance(value, Mapping):
         return {key: _expand(item, (*loc, key), errors) for key, item in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_expand(item, (*loc, index), errors) for index, item in enumerate(value)]
     return value
 
@@ -397,7 +397,12 @@ def _window(value: object) -> object:
     if isinstance(value, Mapping):
         kind = TimeWindowConfig if "seconds" in value or "buckets" in value else CountWindowConfig
         return kind.model_validate(value)
-    return value
+    if isinstance(value, (CountWindowConfig, TimeWindowConfig)):
+        return value
+    raise ValueError(
+        "a window is {size = N} (the last N calls) or {seconds = S, buckets = B} (the last S "
+        f"seconds), got {value!r}"
+    )
 
 
 class CircuitBreakerConfig(_StoreOptions):
