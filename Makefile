@@ -12,7 +12,7 @@ BUILD_INPUTS := pyproject.toml setup.py src/resilient/_speedups.c
 HASH := $(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 installed = $(VENV)/.installed-$(1)-$(HASH)
 
-.PHONY: demo test lint format bench docs clean distclean venv redis
+.PHONY: demo test lint format bench bench-commit docs clean distclean venv redis
 
 $(BIN)/python:
 	@bash scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
@@ -44,8 +44,12 @@ format: $(call installed,dev)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Writes benchmarks/results/latest/ (git-ignored); bench-commit replaces the committed results.
 bench: $(call installed,dev-bench) redis
 	$(BIN)/python -m benchmarks
+
+bench-commit: $(call installed,dev-bench) redis
+	$(BIN)/python -m benchmarks --update-committed
 
 docs: $(call installed,dev-docs)
 	$(BIN)/mkdocs build --strict

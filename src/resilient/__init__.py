@@ -4,9 +4,15 @@ Circuit breakers, timeouts with deadline propagation, retries with jittered back
 budgets, bulkheads, rate limiters and idempotency keys, for sync code, asyncio and trio. Every
 pattern is a policy: a decorator, an explicit ``call`` / ``acall``, and (where it guards a block)
 a context manager. `Pipeline` composes policies, outermost first.
+
+The subpackages ``resilient.config``, ``.instrumentation``, ``.integrations``, ``.stores`` and
+``.testing`` are attributes of the package, imported on first use.
 """
 
 from __future__ import annotations
+
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING, Any
 
 from ._adaptive import AdaptiveBulkhead
 from ._backoff import Backoff
@@ -66,3 +72,24 @@ __all__ = [
     "retry",
     "timeout",
 ]
+
+#: Subpackages reachable as attributes after ``import resilient``, imported on first use so
+#: that ``import resilient`` does not pay for pydantic (config) or Redis (stores).
+_SUBMODULES = frozenset({"config", "instrumentation", "integrations", "stores", "testing"})
+
+if TYPE_CHECKING:  # what type checkers see; at run time, __getattr__ imports on first use
+    from . import config as config
+    from . import instrumentation as instrumentation
+    from . import integrations as integrations
+    from . import stores as stores
+    from . import testing as testing
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return _import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES})

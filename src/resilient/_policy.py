@@ -22,14 +22,23 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack, ExitStack
+from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, Self
+
+from ._scopes import ScopeStack
 
 __all__ = ["Pipeline", "Policy", "is_async_callable"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+
+#: The open ``with pipeline:`` blocks of this context, and the stack that will exit them.
+_PIPELINE_BLOCKS: ScopeStack[ExitStack] = ScopeStack("resilient.pipeline_blocks")
+_ASYNC_PIPELINE_BLOCKS: ScopeStack[AsyncExitStack] = ScopeStack("resilient.async_pipeline_blocks")
 
 
 def is_async_callable(fn: object) -> bool:
@@ -117,7 +126,8 @@ class Pipeline(Policy):
     ``Pipeline(fallback, timeout, retry, breaker)`` runs a call as
     ``fallback(timeout(retry(breaker(fn))))``. A Pipeline is itself a policy, so it can be used as
     a decorator, with `call` / `acall`, or inside another Pipeline. An empty Pipeline simply
-    calls the function.
+    calls the function. `get` finds a member by type; ``with pipeline:`` and ``async with
+    pipeline:`` work when every member guards a block.
 
     Args:
         *policies: the policies, outermost first.
@@ -150,6 +160,87 @@ class Pipeline(Policy):
             return await fn(*args, **kwargs)
         outer: Callable[..., Awaitable[R]] = self.policies[0].acall
         return await outer(*self._inner_acalls, fn, *args, **kwargs)
+
+    def get(self, kind: type[T]) -> T | None:
+        """The first member that is an instance of ``kind``, or None.
+
+        Nested pipelines are searched too, in order, so ``pipeline.get(CircuitBreaker)`` finds
+        the breaker wherever the pipeline was built from (``load_policies`` included).
+
+        Raises:
+            TypeError: ``kind`` is not a class.
+        """
+        if not isinstance(kind, type):
+            raise TypeError(f"kind must be a class, e.g. CircuitBreaker, got {kind!r}")
+        for policy in self.policies:
+            if isinstance(policy, kind):
+                return policy
+            if isinstance(policy, Pipeline):
+                found = policy.get(kind)
+                if found is not None:
+                    return found
+        return None
+
+    def _check_guards(self, method: str) -> None:
+        for index, policy in enumerate(self.policies):
+            if isinstance(policy, Pipeline):
+                policy._check_guards(method)
+            elif getattr(type(policy), method, None) is None:
+                form = "async with" if method == "__aenter__" else "with"
+                raise TypeError(
+                    f"cannot use `{form}` on {self!r}: its member policies[{index}], {policy!r}, "
+                    f"does not guard a block (timeouts, circuit breakers, bulkheads and rate "
+                    f"limiters do); decorate the function or use call() / acall() instead"
+                )
+
+    def __enter__(self) -> Self:
+        """Enter every member's block, outermost first (``with pipeline:``).
+
+        Raises:
+            TypeError: a member cannot guard a block (a retry, for one: a block cannot run
+                twice); nothing is entered then.
+        """
+        self._check_guards("__enter__")
+        stack = ExitStack()
+        with ExitStack() as unwind:  # if a member's enter fails, exit those already entered
+            unwind.push(stack)
+            for policy in self.policies:
+                stack.enter_context(policy)  # type: ignore[arg-type]
+            unwind.pop_all()
+        _PIPELINE_BLOCKS.push(self, stack)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return bool(_PIPELINE_BLOCKS.pop(self).__exit__(exc_type, exc, tb))
+
+    async def __aenter__(self) -> Self:
+        """Enter every member's block, outermost first (``async with pipeline:``).
+
+        Raises:
+            TypeError: a member cannot guard a block; nothing is entered then.
+        """
+        self._check_guards("__aenter__")
+        stack = AsyncExitStack()
+        async with AsyncExitStack() as unwind:
+            unwind.push_async_exit(stack)
+            for policy in self.policies:
+                await stack.enter_async_context(policy)  # type: ignore[arg-type]
+            unwind.pop_all()
+        _ASYNC_PIPELINE_BLOCKS.push(self, stack)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return bool(await _ASYNC_PIPELINE_BLOCKS.pop(self).__aexit__(exc_type, exc, tb))
 
     def __len__(self) -> int:
         return len(self.policies)

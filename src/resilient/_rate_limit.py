@@ -25,6 +25,7 @@ The limiter classes are thin drivers: they validate arguments, ask their store f
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
@@ -541,6 +542,33 @@ class _Guard(Policy):
         return f"{self.limiter!r}.guard({self.key!r}, cost={self.cost}, max_wait={self.max_wait!r})"
 
 
+#: ``N/unit``, ``N per unit`` or ``N/M units``, as the ``limits`` package writes rates, plus
+#: the short units ``sec``, ``min``, ``hr`` and ``s``, ``m``, ``h``, ``d``.
+_RATE = re.compile(
+    r"\s*(\d+)\s*(?:/|per\b)\s*(\d+)?\s*"
+    r"(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)\s*",
+    re.IGNORECASE | re.ASCII,
+)
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_rate(text: object, owner: str) -> tuple[int, int]:
+    """``"100/minute"`` -> ``(100, 60)``: the count and the period in seconds."""
+    if not isinstance(text, str):
+        raise TypeError(f"{owner}.parse takes a str such as '100/minute', got {text!r}")
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"cannot read {text!r} as a rate: write N/unit or N per unit, with unit one of "
+            "second, minute, hour, day (e.g. '100/minute', '10 per second', '1000/5 minutes')"
+        )
+    count, multiple, unit = match.groups()
+    period = _PERIODS[unit[0].lower()] * (int(multiple) if multiple else 1)
+    if int(count) < 1 or period < 1:
+        raise ValueError(f"a rate needs a count and a period of at least 1, got {text!r}")
+    return int(count), period
+
+
 class TokenBucket(RateLimiter):
     """A token bucket, implemented as GCRA: ``rate`` units per second, bursts of ``capacity``.
 
@@ -577,6 +605,13 @@ class TokenBucket(RateLimiter):
         clock: Clock | None = None,
         max_wait: float | None = 0.0,
     ) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            hint = (
+                f"; TokenBucket.parse({rate!r}) reads a rate string"
+                if isinstance(rate, str)
+                else ""
+            )
+            raise TypeError(f"rate must be a number of units per second, got {rate!r}{hint}")
         self.rate = _check_seconds(rate, "rate")
         self.capacity = _check_int(capacity, "capacity")
         interval = round(TICKS_PER_SECOND / self.rate)
@@ -596,6 +631,38 @@ class TokenBucket(RateLimiter):
             clock=clock,
             max_wait=max_wait,
         )
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        *,
+        store: MemoryStore | RedisStore | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+        max_wait: float | None = 0.0,
+    ) -> TokenBucket:
+        """A token bucket from a rate as people write it: ``"100/minute"``, ``"10 per second"``.
+
+        The count is the capacity and ``count / period`` the rate, so ``"100/minute"`` is
+        ``TokenBucket(rate=100 / 60, capacity=100)``: a full bucket allows 100 calls at once,
+        then one every 0.6 s. Units are second, minute, hour and day, in any case, with or
+        without a plural ``s``; ``"1000/5 minutes"`` spans several units. For a burst smaller
+        than the count, call the constructor.
+
+        Args:
+            text: the rate.
+            store: as for the constructor.
+            name: as for the constructor.
+            clock: as for the constructor.
+            max_wait: as for the constructor.
+
+        Raises:
+            ValueError: ``text`` is not a rate.
+            TypeError: ``text`` is not a str.
+        """
+        count, period = _parse_rate(text, "TokenBucket")
+        return cls(count / period, count, store=store, name=name, clock=clock, max_wait=max_wait)
 
     @property
     def algorithm(self) -> str:
@@ -660,6 +727,45 @@ class SlidingWindow(RateLimiter):
         self._setup(
             store=store,
             name="sliding_window" if name is None else name,
+            clock=clock,
+            max_wait=max_wait,
+        )
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        *,
+        precise: bool = False,
+        store: MemoryStore | RedisStore | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+        max_wait: float | None = 0.0,
+    ) -> SlidingWindow:
+        """A sliding window from a rate as people write it: ``"100/minute"``, ``"5 per second"``.
+
+        The count is the limit and the period the window: ``"100/minute"`` is
+        ``SlidingWindow(limit=100, window=60.0)``. Units as for `TokenBucket.parse`.
+
+        Args:
+            text: the rate.
+            precise: as for the constructor.
+            store: as for the constructor.
+            name: as for the constructor.
+            clock: as for the constructor.
+            max_wait: as for the constructor.
+
+        Raises:
+            ValueError: ``text`` is not a rate.
+            TypeError: ``text`` is not a str.
+        """
+        count, period = _parse_rate(text, "SlidingWindow")
+        return cls(
+            count,
+            float(period),
+            precise=precise,
+            store=store,
+            name=name,
             clock=clock,
             max_wait=max_wait,
         )
