@@ -16,6 +16,7 @@ at WARNING, retries at INFO).
 from __future__ import annotations
 
 from .._events import (
+    CallCompleted,
     CallRejected,
     CircuitStateChanged,
     DeadLettered,
@@ -42,6 +43,7 @@ from ._logging import disable_logging, enable_logging, log_event
 RetryBudgetExhausted = RetryBudgetExhaustedEvent
 
 __all__ = [
+    "CallCompleted",
     "CallRejected",
     "CircuitStateChanged",
     "DeadLettered",
