@@ -325,7 +325,9 @@ class Bulkhead(Policy):
         """
         self._acquire()
         try:
-            return fn(*args, **kwargs)
+            return (
+                fn(*args, **kwargs) if not HUB.timing else HUB.timed(self, None, fn, args, kwargs)
+            )
         finally:
             self._release()
 
@@ -337,7 +339,9 @@ class Bulkhead(Policy):
         """
         await self._aacquire()
         try:
-            return await fn(*args, **kwargs)
+            return await (
+                fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+            )
         finally:
             self._release()
 

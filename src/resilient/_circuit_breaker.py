@@ -1018,7 +1018,9 @@ class CircuitBreaker(Policy):
         else:
             start = None  # a closed count window without slow calls needs no clock
         try:
-            result = fn(*args, **kwargs)
+            result = (
+                fn(*args, **kwargs) if not HUB.timing else HUB.timed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             self._settle(permit, start, self._judge(exc))
             raise
@@ -1044,7 +1046,9 @@ class CircuitBreaker(Policy):
         else:
             start = None  # a closed count window without slow calls needs no clock
         try:
-            result = await fn(*args, **kwargs)
+            result = await (
+                fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             self._settle(permit, start, self._judge(exc))
             raise
@@ -1065,7 +1069,9 @@ class CircuitBreaker(Policy):
         if isinstance(permit, _Rejection):
             raise self._reject(permit)
         try:
-            result = await fn(*args, **kwargs)
+            result = await (
+                fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             await self._asettle(remote, permit, start, self._judge(exc))
             raise
@@ -1096,7 +1102,11 @@ class CircuitBreaker(Policy):
             else:
                 start = None  # a closed count window without slow calls needs no clock
             try:
-                result = fn(*args, **kwargs)
+                result = (
+                    fn(*args, **kwargs)
+                    if not HUB.timing
+                    else HUB.timed(self, None, fn, args, kwargs)
+                )
             except BaseException as exc:
                 settle(permit, start, judge(exc))
                 raise

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 __all__ = [
     "HUB",
@@ -184,8 +188,8 @@ class CallCompleted(Event):
 
     ``outcome`` is ``"success"`` (it returned), ``"failure"`` (it raised an exception),
     ``"timeout"`` (it raised a `TimeoutError`, such as `resilient.DeadlineExceeded`) or
-    ``"cancelled"`` (cancellation, `KeyboardInterrupt`...). A circuit breaker reports its own
-    judgement instead: ``"success"``, ``"failure"`` or ``"ignored"`` (counted neither way).
+    ``"cancelled"`` (cancellation, `KeyboardInterrupt`...). Only calls that ran are reported:
+    a rejected call is a `CallRejected` or `RateLimited` event instead.
 
     Opt-in: emitted only while a subscriber lists `CallCompleted` in its ``events`` filter,
     so that the success path of every policy pays one flag check (`HUB.timing`) otherwise.
@@ -207,6 +211,56 @@ def outcome_of(error: BaseException | None) -> str:
 def call_completed(policy: str, name: str, duration: float, error: BaseException | None) -> None:
     """Emit `CallCompleted` for a call that ended with ``error`` (None: it returned)."""
     HUB.emit(CallCompleted(policy, name, outcome_of(error), duration))
+
+
+def _monotonic_of(policy: Any) -> Callable[[], float]:
+    clock = getattr(policy, "clock", None) or getattr(policy, "_clock", None)
+    return time.monotonic if clock is None else clock.monotonic
+
+
+def timed(
+    policy: Any,
+    name: str | None,
+    fn: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """``fn(*args, **kwargs)``, timed on the policy's clock and reported as `CallCompleted`.
+
+    Policies call it instead of ``fn`` only while `HUB.timing` is set::
+
+        return fn(*args, **kwargs) if not HUB.timing else timed(self, None, fn, args, kwargs)
+
+    ``name`` None means the policy's own name (else its kind).
+    """
+    monotonic = _monotonic_of(policy)
+    start = monotonic()
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
+        raise
+    call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, None)
+    return result
+
+
+async def atimed(
+    policy: Any,
+    name: str | None,
+    fn: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """The async `timed`: awaits ``fn(*args, **kwargs)``."""
+    monotonic = _monotonic_of(policy)
+    start = monotonic()
+    try:
+        result = await fn(*args, **kwargs)
+    except BaseException as exc:
+        call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
+        raise
+    call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, None)
+    return result
 
 
 Subscriber = Callable[[Event], object]
@@ -328,6 +382,10 @@ class _Hub:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
             self._publish(tuple(s for s in self._table[0] if s.fn != subscriber))
+
+    # Reached through the hub, so that a policy module needs no import besides ``HUB``.
+    timed = staticmethod(timed)
+    atimed = staticmethod(atimed)
 
     def emit(self, event: Event) -> None:
         subscriptions, routes = self._table
