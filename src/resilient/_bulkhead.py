@@ -161,6 +161,7 @@ class Bulkhead(Policy):
         #: How many calls hold a slot right now.
         self.in_use = 0
         self._waiters: deque[_Waiter] = deque()
+        HUB.track(self)  # metrics read ``in_use`` at scrape time
 
     # -- readable state ------------------------------------------------------------------------
 

@@ -876,6 +876,7 @@ class CircuitBreaker(Policy):
         self._remote: _SharedBackend | None = (
             self._backend if getattr(self._backend, "shared", False) else None  # type: ignore[assignment]
         )
+        HUB.track(self)  # metrics read the state at scrape time
 
     # -- state and operators -------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -346,7 +347,7 @@ class _Hub:
     with a ``name`` filter, one set lookup.
     """
 
-    __slots__ = ("_lock", "_table", "active", "subscribers", "timing")
+    __slots__ = ("_lock", "_table", "active", "policies", "subscribers", "timing")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -355,6 +356,19 @@ class _Hub:
         self._table: tuple[tuple[_Subscription, ...], _Routes] = ((), {})
         self.active = False
         self.timing = False
+        #: Circuit breakers and bulkheads alive in this process (weak references), whose
+        #: state exporters read at scrape time rather than on every call.
+        self.policies: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def track(self, policy: object) -> None:
+        """Remember ``policy`` (weakly) for exporters that read its state at scrape time."""
+        with self._lock:
+            self.policies.add(policy)
+
+    def tracked(self) -> list[Any]:
+        """The tracked policies still alive (a copy, safe to iterate)."""
+        with self._lock:
+            return list(self.policies)
 
     def _publish(self, subscriptions: tuple[_Subscription, ...]) -> None:
         self._table = (subscriptions, {})
