@@ -241,7 +241,8 @@ def timed(
     except BaseException as exc:
         call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
         raise
-    call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, None)
+    end = monotonic()
+    HUB.emit(CallCompleted(policy.kind, name or policy.name or policy.kind, "success", end - start))
     return result
 
 
@@ -260,7 +261,8 @@ async def atimed(
     except BaseException as exc:
         call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
         raise
-    call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, None)
+    end = monotonic()
+    HUB.emit(CallCompleted(policy.kind, name or policy.name or policy.kind, "success", end - start))
     return result
 
 

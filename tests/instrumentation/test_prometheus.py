@@ -116,8 +116,9 @@ def test_gauges_follow_live_policies_only(registry: CollectorRegistry) -> None:
 def test_no_metric_work_for_events_it_does_not_export(registry: CollectorRegistry) -> None:
     from resilient.instrumentation import LimitChanged
 
-    subscription = next(s for s in HUB._table[0] if isinstance(s.fn, PrometheusMetrics))
-    assert not subscription.wants(LimitChanged)
+    subscriptions = HUB._table[0]
+    assert len(subscriptions) == 6  # one per exported event type
+    assert not any(s.wants(LimitChanged) for s in subscriptions)
     assert HUB.timing is True  # it asked for CallCompleted
 
 

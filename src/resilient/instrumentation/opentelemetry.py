@@ -59,14 +59,6 @@ from .._events import (
 __all__ = ["OpenTelemetryInstrumentation"]
 
 _STATES = ("closed", "open", "half_open", "forced_open", "disabled")
-_EVENTS = (
-    CallCompleted,
-    RetryScheduled,
-    CallRejected,
-    RetryBudgetExhaustedEvent,
-    RateLimited,
-    CircuitStateChanged,
-)
 
 
 def _api() -> tuple[Any, Any]:
@@ -165,26 +157,17 @@ class OpenTelemetryInstrumentation:
                 stacklevel=2,
             )
         self._open.add(self)
-        subscribe(self, events=_EVENTS)
-
-    def __call__(self, event: Event) -> None:
-        """Take one event (the hub calls this)."""
-        handler = self._handlers.get(type(event))
-        if handler is None:  # a subclass of an exported event
-            for cls in type(event).__mro__:
-                handler = self._handlers.get(cls)
-                if handler is not None:
-                    break
-            else:
-                return
-        handler(event)
+        # One subscription per exported event type, each straight to its handler.
+        for event_type, handler in self._handlers.items():
+            subscribe(handler, events=event_type)
 
     def close(self) -> None:
         """Unsubscribe and stop observing the gauges; calling it again does nothing."""
         if self._closed:
             return
         self._closed = True
-        unsubscribe(self)
+        for handler in self._handlers.values():
+            unsubscribe(handler)
         self._open.discard(self)
 
     def __repr__(self) -> str:

@@ -61,16 +61,6 @@ __all__ = ["PrometheusMetrics"]
 
 _STATES = ("closed", "open", "half_open", "forced_open", "disabled")
 
-#: Exported events; each handler's name is the method of `PrometheusMetrics` that takes it.
-_EVENTS = (
-    CallCompleted,
-    RetryScheduled,
-    CallRejected,
-    RetryBudgetExhaustedEvent,
-    RateLimited,
-    CircuitStateChanged,
-)
-
 
 def _prometheus() -> Any:
     try:
@@ -158,7 +148,9 @@ class PrometheusMetrics:
         # Label children, cached: ``.labels()`` takes a lock and builds a tuple every time.
         self._completed: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
-        handlers: dict[type, Callable[[Any], None]] = {
+        # One subscription per exported event type, each straight to its handler: the hub's
+        # routing table does the dispatch, and this exporter sees no other event.
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {
             CallCompleted: self._on_completed,
             RetryScheduled: self._on_retry,
             CallRejected: self._on_rejected,
@@ -166,27 +158,16 @@ class PrometheusMetrics:
             RateLimited: self._on_rate_limited,
             CircuitStateChanged: self._gauges.changed,
         }
-        self._handlers = handlers
-        subscribe(self, events=_EVENTS)
-
-    def __call__(self, event: Event) -> None:
-        """Take one event (the hub calls this)."""
-        handler = self._handlers.get(type(event))
-        if handler is None:  # a subclass of an exported event
-            for cls in type(event).__mro__:
-                handler = self._handlers.get(cls)
-                if handler is not None:
-                    break
-            else:
-                return
-        handler(event)
+        for event_type, handler in self._handlers.items():
+            subscribe(handler, events=event_type)
 
     def close(self) -> None:
         """Unsubscribe and unregister the metrics; calling it again does nothing."""
         if self._closed:
             return
         self._closed = True
-        unsubscribe(self)
+        for handler in self._handlers.values():
+            unsubscribe(handler)
         for collector in (
             self._calls,
             self._retries,
