@@ -9,8 +9,12 @@ instrumentation.unsubscribe(seen.append)
 ```
 
 With no subscriber, a policy pays one attribute check per event and builds no record.
-`enable_logging()` sends them to the stdlib ``resilient`` logger (state changes and rejections
-at WARNING, retries at INFO).
+``subscribe(fn, name=..., events=...)`` keeps only the events of some policies or some types;
+`CallCompleted` is opt-in (only subscribers that list it in ``events`` get it).
+`enable_logging()` sends events to the stdlib ``resilient`` logger (state changes and
+rejections at WARNING, retries at INFO, the event's fields in ``extra``). Ready exporters:
+`resilient.instrumentation.prometheus.PrometheusMetrics` and
+`resilient.instrumentation.opentelemetry.OpenTelemetryInstrumentation`.
 """
 
 from __future__ import annotations
