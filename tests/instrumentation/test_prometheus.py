@@ -163,3 +163,33 @@ def test_the_namespace_prefixes_every_metric() -> None:
 def test_bad_namespace_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="namespace"):
         PrometheusMetrics(registry=CollectorRegistry(), namespace="no spaces")
+
+
+def test_a_breaker_shared_through_redis_is_not_read_at_scrape_time(
+    registry: CollectorRegistry, redis_url: str
+) -> None:
+    from resilient.stores import RedisStore
+
+    store = RedisStore.from_url(redis_url)
+    commands: list[str] = []
+    breaker = resilient.CircuitBreaker(
+        "shared-gauge", failure_rate=None, consecutive_failures=1, store=store
+    )
+    gauge = "resilient_circuit_state"
+    try:
+        assert pick(samples(registry), gauge, "shared-gauge") == {}  # nothing seen yet
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+        execute = store.client.execute_command
+
+        def spy(*args: object, **kwargs: object) -> object:
+            commands.append(str(args[0]))
+            return execute(*args, **kwargs)
+
+        store.client.execute_command = spy
+        states = pick(samples(registry), gauge, "shared-gauge")
+    finally:
+        store.client.close()
+    assert commands == []  # the scrape did no I/O
+    assert states[labels(name="shared-gauge", state="open")] == 1.0
+    assert states[labels(name="shared-gauge", state="closed")] == 0.0

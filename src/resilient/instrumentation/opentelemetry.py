@@ -26,10 +26,11 @@ instrument                      kind                 unit       attributes
 
 Attribute keys carry a ``resilient.`` prefix (``resilient.policy``, ``resilient.name``...).
 The two gauges are observed at collection time from the breakers and bulkheads alive in the
-process. On the current span (when it is recording) it adds the events ``resilient.retry``
-(attempt, delay, exception type), ``resilient.rejected`` (reason, retry_after) and
-``resilient.circuit_state_changed`` (old, new), so a trace shows why a request was slow or
-refused.
+process (a breaker shared through Redis is not read then: its gauge follows the state
+changes this process sees). On the current span (when it is recording) it adds the events
+``resilient.retry`` (attempt, delay, exception type), ``resilient.rejected`` (reason,
+retry_after) and ``resilient.circuit_state_changed`` (old, new), so a trace shows why a
+request was slow or refused.
 
 Only opentelemetry-api is needed: without an SDK the instruments are no-ops, and they bind
 to the providers once an SDK sets them. Pass providers explicitly (tests do) or rely on the
@@ -139,6 +140,8 @@ class OpenTelemetryInstrumentation:
             unit="{call}",
             description="Calls holding a bulkhead slot now.",
         )
+        # The last state seen in events, for breakers whose state lives elsewhere (Redis).
+        self._seen: dict[str, str] = {}
         # Attribute dicts, cached: the same few combinations recur on every call.
         self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -237,6 +240,7 @@ class OpenTelemetryInstrumentation:
         self._rejected_span_event(event, "rate_limited", event.retry_after)
 
     def _on_state_changed(self, event: CircuitStateChanged) -> None:
+        self._seen[event.name] = event.new
         span = self._trace.get_current_span()
         if span.is_recording():
             span.add_event(
@@ -258,8 +262,15 @@ class OpenTelemetryInstrumentation:
             return []
         states: dict[str, set[str]] = {}
         for policy in HUB.tracked():
-            if policy.kind == "circuit_breaker" and policy._remote is None:  # no I/O here
-                states.setdefault(policy.name, set()).add(policy.state.value)
+            if policy.kind != "circuit_breaker":
+                continue
+            if policy._remote is not None:  # shared through a store: no I/O in a collection
+                state = self._seen.get(policy.name)
+                if state is None:
+                    continue
+            else:
+                state = policy.state.value
+            states.setdefault(policy.name, set()).add(state)
         return [
             Observation(1 if state in current else 0, self._attrs("name", name, "state", state))
             for name, current in sorted(states.items())
