@@ -209,9 +209,29 @@ def outcome_of(error: BaseException | None) -> str:
     return "failure" if isinstance(error, Exception) else "cancelled"
 
 
+# A frozen dataclass's __init__ sets each field through ``object.__setattr__``, several times
+# slower than the slots' own descriptors: `CallCompleted`, built on every call while timing is
+# on, is built through them.
+_new_event = object.__new__
+_set_policy = vars(Event)["policy"].__set__
+_set_name = vars(Event)["name"].__set__
+_set_outcome = vars(CallCompleted)["outcome"].__set__
+_set_duration = vars(CallCompleted)["duration"].__set__
+
+
+def _completed(policy: str, name: str, outcome: str, duration: float) -> CallCompleted:
+    """``CallCompleted(policy, name, outcome, duration)``, built faster."""
+    event: CallCompleted = _new_event(CallCompleted)
+    _set_policy(event, policy)
+    _set_name(event, name)
+    _set_outcome(event, outcome)
+    _set_duration(event, duration)
+    return event
+
+
 def call_completed(policy: str, name: str, duration: float, error: BaseException | None) -> None:
     """Emit `CallCompleted` for a call that ended with ``error`` (None: it returned)."""
-    HUB.emit(CallCompleted(policy, name, outcome_of(error), duration))
+    HUB.emit(_completed(policy, name, outcome_of(error), duration))
 
 
 def _monotonic_of(policy: Any) -> Callable[[], float]:
@@ -242,7 +262,7 @@ def timed(
         call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
         raise
     end = monotonic()
-    HUB.emit(CallCompleted(policy.kind, name or policy.name or policy.kind, "success", end - start))
+    HUB.emit(_completed(policy.kind, name or policy.name or policy.kind, "success", end - start))
     return result
 
 
@@ -262,7 +282,7 @@ async def atimed(
         call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
         raise
     end = monotonic()
-    HUB.emit(CallCompleted(policy.kind, name or policy.name or policy.kind, "success", end - start))
+    HUB.emit(_completed(policy.kind, name or policy.name or policy.kind, "success", end - start))
     return result
 
 
