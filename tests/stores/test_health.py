@@ -117,3 +117,26 @@ async def test_async_calls_log_the_outage_once(
     for _ in range(5):
         assert (await limiter.atry_acquire()).allowed
     assert [level for level, _ in _store_lines(caplog)] == ["WARNING"]
+
+
+def test_threads_failing_together_log_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    caplog.set_level(logging.DEBUG, logger="resilient")
+    limiter = resilient.TokenBucket(rate=10, capacity=10, store=RedisStore.from_url(CLOSED_PORT))
+    start = threading.Barrier(8)
+    allowed: list[bool] = []
+
+    def hammer() -> None:
+        start.wait()
+        for _ in range(20):
+            allowed.append(limiter.try_acquire().allowed)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(allowed) == 160
+    assert all(allowed)
+    assert [level for level, _ in _store_lines(caplog)] == ["WARNING"]
