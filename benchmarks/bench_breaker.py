@@ -32,7 +32,39 @@ def work() -> int:
 
 def run(report: Report) -> None:
     _memory(report)
+    _instrumented(report)
     _redis(report)
+
+
+def _instrumented(report: Report) -> None:
+    """The success path with nobody listening, with a plain subscriber, with PrometheusMetrics."""
+    from prometheus_client import CollectorRegistry
+
+    from resilient import instrumentation
+    from resilient.instrumentation.prometheus import PrometheusMetrics
+
+    ours = CircuitBreaker("bench-instrumented", window=CountWindow(100))(work)
+    group = "circuit breaker: closed, success, instrumentation (sync)"
+    report.add(group, "bare call", measure(work))
+    idle = report.add(
+        group, "resilient CircuitBreaker, no subscriber", measure(ours), baseline=True
+    )
+    seen: list[object] = []
+    instrumentation.subscribe(seen.append)  # asks for no CallCompleted: nothing to emit
+    try:
+        report.add(group, "resilient CircuitBreaker, a plain subscriber", measure(ours))
+    finally:
+        instrumentation.unsubscribe(seen.append)
+    metrics = PrometheusMetrics(registry=CollectorRegistry())
+    try:
+        exported = report.add(group, "resilient CircuitBreaker, PrometheusMetrics", measure(ours))
+    finally:
+        metrics.close()
+    report.check(
+        "breaker with PrometheusMetrics costs < 2x the uninstrumented call",
+        exported < 2 * idle,
+        f"{exported / idle:.1f}x ({exported * 1e9:.0f} ns vs {idle * 1e9:.0f} ns)",
+    )
 
 
 def _memory(report: Report) -> None:

@@ -28,6 +28,7 @@ async def awork() -> int:
 
 def run(report: Report) -> None:
     _sync(report)
+    _instrumented(report)
     _async(report)
     _timeouts(report)
 
@@ -55,6 +56,35 @@ def _sync(report: Report) -> None:
     theirs_bo = report.add(group, "backoff @on_exception", measure(bo))
     report.add(group, "stamina @retry", measure(st))
     _checks(report, "sync", bare, mine, theirs, theirs_bo, limit=0.3e-6)
+
+
+def _instrumented(report: Report) -> None:
+    """The success path with nobody listening, with a plain subscriber, with PrometheusMetrics."""
+    from prometheus_client import CollectorRegistry
+
+    from resilient import instrumentation
+    from resilient.instrumentation.prometheus import PrometheusMetrics
+
+    ours = resilient.retry(on=ConnectionError, attempts=3)(work)
+    group = "retry, success path: instrumentation (sync)"
+    report.add(group, "bare call", measure(work))
+    idle = report.add(group, "resilient @retry, no subscriber", measure(ours), baseline=True)
+    seen: list[object] = []
+    instrumentation.subscribe(seen.append)  # asks for no CallCompleted: nothing to emit
+    try:
+        report.add(group, "resilient @retry, a plain subscriber", measure(ours))
+    finally:
+        instrumentation.unsubscribe(seen.append)
+    metrics = PrometheusMetrics(registry=CollectorRegistry())
+    try:
+        exported = report.add(group, "resilient @retry, PrometheusMetrics", measure(ours))
+    finally:
+        metrics.close()
+    report.check(
+        "@retry with PrometheusMetrics costs < 2x the uninstrumented call",
+        exported < 2 * idle,
+        f"{exported / idle:.1f}x ({exported * 1e9:.0f} ns vs {idle * 1e9:.0f} ns)",
+    )
 
 
 def _async(report: Report) -> None:

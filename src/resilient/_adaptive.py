@@ -242,7 +242,9 @@ class AdaptiveBulkhead(Bulkhead):
         start = self._monotonic()
         inflight = self.in_use
         try:
-            result = fn(*args, **kwargs)
+            result = (
+                fn(*args, **kwargs) if not HUB.timing else HUB.timed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             self._release()
             self._sample(start, inflight, exc)
@@ -261,7 +263,9 @@ class AdaptiveBulkhead(Bulkhead):
         start = self._monotonic()
         inflight = self.in_use
         try:
-            result = await fn(*args, **kwargs)
+            result = await (
+                fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             self._release()
             self._sample(start, inflight, exc)

@@ -161,6 +161,7 @@ class Bulkhead(Policy):
         #: How many calls hold a slot right now.
         self.in_use = 0
         self._waiters: deque[_Waiter] = deque()
+        HUB.track(self)  # metrics read ``in_use`` at scrape time
 
     # -- readable state ------------------------------------------------------------------------
 
@@ -325,7 +326,9 @@ class Bulkhead(Policy):
         """
         self._acquire()
         try:
-            return fn(*args, **kwargs)
+            return (
+                fn(*args, **kwargs) if not HUB.timing else HUB.timed(self, None, fn, args, kwargs)
+            )
         finally:
             self._release()
 
@@ -337,7 +340,9 @@ class Bulkhead(Policy):
         """
         await self._aacquire()
         try:
-            return await fn(*args, **kwargs)
+            return await (
+                fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+            )
         finally:
             self._release()
 

@@ -903,6 +903,7 @@ class CircuitBreaker(Policy):
         self._remote: _SharedBackend | None = (
             self._backend if getattr(self._backend, "shared", False) else None  # type: ignore[assignment]
         )
+        HUB.track(self)  # metrics read the state at scrape time
 
     # -- state and operators -------------------------------------------------------------------
 
@@ -1073,7 +1074,9 @@ class CircuitBreaker(Policy):
         else:
             start = None  # a closed count window without slow calls needs no clock
         try:
-            result = fn(*args, **kwargs)
+            result = (
+                fn(*args, **kwargs) if not HUB.timing else HUB.timed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             self._settle(permit, start, self._judge(exc))
             raise
@@ -1099,7 +1102,9 @@ class CircuitBreaker(Policy):
         else:
             start = None  # a closed count window without slow calls needs no clock
         try:
-            result = await fn(*args, **kwargs)
+            result = await (
+                fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             self._settle(permit, start, self._judge(exc))
             raise
@@ -1120,7 +1125,9 @@ class CircuitBreaker(Policy):
         if isinstance(permit, _Rejection):
             raise self._reject(permit)
         try:
-            result = await fn(*args, **kwargs)
+            result = await (
+                fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+            )
         except BaseException as exc:
             await self._asettle(remote, permit, start, self._judge(exc))
             raise
@@ -1151,7 +1158,11 @@ class CircuitBreaker(Policy):
             else:
                 start = None  # a closed count window without slow calls needs no clock
             try:
-                result = fn(*args, **kwargs)
+                result = (
+                    fn(*args, **kwargs)
+                    if not HUB.timing
+                    else HUB.timed(self, None, fn, args, kwargs)
+                )
             except BaseException as exc:
                 settle(permit, start, judge(exc))
                 raise

@@ -61,7 +61,7 @@ class Policy:
     import time, before any event loop exists.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)  # instrumentation keeps weak references to some policies
 
     #: The kind of policy, used in events and metrics (``"retry"``, ``"circuit_breaker"``...).
     kind: str = "policy"

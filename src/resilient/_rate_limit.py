@@ -468,12 +468,14 @@ class RateLimiter(Policy):
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Acquire one unit of the global key (waiting up to ``max_wait``), then call ``fn``."""
         self.acquire("", 1, self.max_wait)
-        return fn(*args, **kwargs)
+        return fn(*args, **kwargs) if not HUB.timing else HUB.timed(self, None, fn, args, kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Async `call`."""
         await self.aacquire("", 1, self.max_wait)
-        return await fn(*args, **kwargs)
+        return await (
+            fn(*args, **kwargs) if not HUB.timing else HUB.atimed(self, None, fn, args, kwargs)
+        )
 
     def __enter__(self) -> Decision:
         return self.acquire("", 1, self.max_wait)
@@ -519,12 +521,20 @@ class _Guard(Policy):
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Acquire the guard's units, then call ``fn``."""
         self.limiter.acquire(self.key, self.cost, self.max_wait)
-        return fn(*args, **kwargs)
+        return (
+            fn(*args, **kwargs)
+            if not HUB.timing
+            else HUB.timed(self.limiter, None, fn, args, kwargs)
+        )
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Acquire the guard's units, then await ``fn``."""
         await self.limiter.aacquire(self.key, self.cost, self.max_wait)
-        return await fn(*args, **kwargs)
+        return await (
+            fn(*args, **kwargs)
+            if not HUB.timing
+            else HUB.atimed(self.limiter, None, fn, args, kwargs)
+        )
 
     def __enter__(self) -> Decision:
         return self.limiter.acquire(self.key, self.cost, self.max_wait)

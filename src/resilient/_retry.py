@@ -39,7 +39,14 @@ from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._clock import Clock, check_clock, switches
 from ._deadline import get_deadline, reaches
-from ._events import HUB, RetriesExhausted, RetryBudgetExhaustedEvent, RetryScheduled
+from ._events import (
+    HUB,
+    RetriesExhausted,
+    RetryBudgetExhaustedEvent,
+    RetryScheduled,
+    atimed,
+    timed,
+)
 from ._policy import Policy
 
 __all__ = ["Attempt", "AttemptIterator", "Retry", "retry"]
@@ -342,8 +349,25 @@ class Retry(Policy):
             if on_result is None or not on_result(result):
                 return result  # type: ignore[no-any-return]
 
+    def _run_sync(
+        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any], name: str
+    ) -> R:
+        """A whole run (every attempt), for `timed` while a subscriber asks for `CallCompleted`."""
+        start = self._start() if not self._fast else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            return self._retry_sync(fn, args, kwargs, exc, None, start, name)
+        on_result = self._on_result
+        if on_result is None or not on_result(result):
+            return result
+        return self._retry_sync(fn, args, kwargs, None, result, start, name)
+
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)``, retrying as configured, and return its result."""
+        if HUB.timing:
+            name = self.name or _name_of(fn, args)
+            return timed(self, name, self._run_sync, (fn, args, kwargs, name), {})  # type: ignore[no-any-return]
         start = self._start() if not self._fast else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -363,9 +387,12 @@ class Retry(Policy):
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         name = self.name if self.name is not None else _name_of(fn)
         slow = self._retry_sync
+        run = self._run_sync
         if self._fast:
 
             def fast_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                if HUB.timing:
+                    return timed(self, name, run, (fn, args, kwargs, name), {})  # type: ignore[no-any-return]
                 try:
                     return fn(*args, **kwargs)
                 except BaseException as exc:
@@ -378,6 +405,8 @@ class Retry(Policy):
         on_result = self._on_result
 
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if HUB.timing:
+                return timed(self, name, run, (fn, args, kwargs, name), {})  # type: ignore[no-any-return]
             start = start_call()
             try:
                 result = fn(*args, **kwargs)
@@ -429,8 +458,29 @@ class Retry(Policy):
             if on_result is None or not on_result(result):
                 return result  # type: ignore[no-any-return]
 
+    async def _run_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+    ) -> R:
+        """A whole run (every attempt), for `atimed` while a subscriber asks for `CallCompleted`."""
+        start = self._start() if not self._fast else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            return await self._retry_async(fn, args, kwargs, exc, None, start, name)
+        on_result = self._on_result
+        if on_result is None or not on_result(result):
+            return result
+        return await self._retry_async(fn, args, kwargs, None, result, start, name)
+
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)``, retrying as configured, and return its result."""
+        if HUB.timing:
+            name = self.name or _name_of(fn, args)
+            return await atimed(self, name, self._run_async, (fn, args, kwargs, name), {})
         start = self._start() if not self._fast else 0.0
         try:
             result = await fn(*args, **kwargs)
@@ -450,9 +500,12 @@ class Retry(Policy):
     def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         name = self.name if self.name is not None else _name_of(fn)
         slow = self._retry_async
+        run = self._run_async
         if self._fast:
 
             async def fast_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                if HUB.timing:
+                    return await atimed(self, name, run, (fn, args, kwargs, name), {})
                 try:
                     return await fn(*args, **kwargs)
                 except BaseException as exc:
@@ -465,6 +518,8 @@ class Retry(Policy):
         on_result = self._on_result
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if HUB.timing:
+                return await atimed(self, name, run, (fn, args, kwargs, name), {})
             start = start_call()
             try:
                 result = await fn(*args, **kwargs)

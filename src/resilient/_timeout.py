@@ -384,12 +384,16 @@ class Timeout(Policy):
         entry, _ = self._push(None)
         token = _current.set(entry)
         try:
-            return fn(*args, **kwargs)
+            return (
+                fn(*args, **kwargs) if not HUB.timing else HUB.timed(self, None, fn, args, kwargs)
+            )
         finally:
             _current.reset(token)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)``, cancelling it if the deadline passes."""
+        if HUB.timing:
+            return await HUB.atimed(self, None, self._run_async, (fn, args, kwargs, None), {})
         return await self._run_async(fn, args, kwargs, None)
 
     async def _run_async(
@@ -417,7 +421,11 @@ class Timeout(Policy):
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             token = set_(push(name)[0])
             try:
-                return fn(*args, **kwargs)
+                return (
+                    fn(*args, **kwargs)
+                    if not HUB.timing
+                    else HUB.timed(self, name, fn, args, kwargs)
+                )
             finally:
                 reset(token)
 
@@ -428,6 +436,8 @@ class Timeout(Policy):
         run = self._run_async
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if HUB.timing:
+                return await HUB.atimed(self, name, run, (fn, args, kwargs, name), {})
             return await run(fn, args, kwargs, name)
 
         return wrapper

@@ -9,13 +9,18 @@ instrumentation.unsubscribe(seen.append)
 ```
 
 With no subscriber, a policy pays one attribute check per event and builds no record.
-`enable_logging()` sends them to the stdlib ``resilient`` logger (state changes and rejections
-at WARNING, retries at INFO).
+``subscribe(fn, name=..., events=...)`` keeps only the events of some policies or some types;
+`CallCompleted` is opt-in (only subscribers that list it in ``events`` get it).
+`enable_logging()` sends events to the stdlib ``resilient`` logger (state changes and
+rejections at WARNING, retries at INFO, the event's fields in ``extra``). Ready exporters:
+`resilient.instrumentation.prometheus.PrometheusMetrics` and
+`resilient.instrumentation.opentelemetry.OpenTelemetryInstrumentation`.
 """
 
 from __future__ import annotations
 
 from .._events import (
+    CallCompleted,
     CallRejected,
     CircuitStateChanged,
     DeadLettered,
@@ -42,6 +47,7 @@ from ._logging import disable_logging, enable_logging, log_event
 RetryBudgetExhausted = RetryBudgetExhaustedEvent
 
 __all__ = [
+    "CallCompleted",
     "CallRejected",
     "CircuitStateChanged",
     "DeadLettered",

@@ -68,6 +68,7 @@ import anyio.to_thread
 from .._errors import StoreUnavailable
 from .._events import HUB, StoreError
 from .._rate_limit import TICKS_PER_SECOND, Decision
+from ._health import StoreHealth
 from ._keys import _verbatim, storage_key
 
 if TYPE_CHECKING:
@@ -93,6 +94,16 @@ class _Script:
 
     def __repr__(self) -> str:
         return f"_Script({self.name!r})"
+
+
+def _describe(client: Any, prefix: str) -> str:
+    """``redis://host:port/db (prefix 'p')`` for log lines: no password, no client internals."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
+    if "path" in kwargs:
+        where = f"unix://{kwargs['path']}"
+    else:
+        where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+    return f"{where} (prefix {prefix!r})"
 
 
 def _client_kind(client: object) -> str:
@@ -150,6 +161,7 @@ class RedisStore:
     __slots__ = (
         "_async",
         "_errors",
+        "_health",
         "_no_script",
         "_scripts",
         "client",
@@ -186,6 +198,8 @@ class RedisStore:
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
         self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self._scripts: dict[str, _Script] = {}
+        # The first failure of an outage logs a WARNING, the first success after it an INFO.
+        self._health = StoreHealth(_describe(client, prefix))
 
     @classmethod
     def from_url(
@@ -266,9 +280,12 @@ class RedisStore:
                 "decorated functions) or give the store a redis.Redis"
             )
         try:
-            return self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
+            reply = self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
         except Exception as error:
-            return self._evalsha_failed(error, script, numkeys, keys_and_args)
+            reply = self._evalsha_failed(error, script, numkeys, keys_and_args)
+        if self._health.down:
+            self._health.recovered()
+        return reply
 
     def _evalsha_failed(
         self,
@@ -305,14 +322,18 @@ class RedisStore:
         execute = self.client.execute_command
         try:
             try:
-                return await execute("EVALSHA", script.sha, numkeys, *keys_and_args)
+                reply = await execute("EVALSHA", script.sha, numkeys, *keys_and_args)
             except self._no_script:
-                return await execute("EVAL", script.source, numkeys, *keys_and_args)
+                reply = await execute("EVAL", script.source, numkeys, *keys_and_args)
         except self._errors as error:
             raise StoreUnavailable(f"redis failed: {error}") from error
+        if self._health.down:
+            self._health.recovered()
+        return reply
 
     def _failed(self, error: StoreUnavailable, *, policy: str, name: str, operation: str) -> str:
         action = self.on_error
+        self._health.failed(error, policy=policy, name=name, operation=operation, action=action)
         if HUB.active:
             HUB.emit(StoreError(policy, name, operation, error, action))
         if action == "raise":
@@ -379,6 +400,7 @@ class _RedisRateLimiter:
         verbatim = _verbatim
         storage = storage_key
         plain = str
+        health = store._health
 
         def decide(key: str, cost: int, now: int | None = None) -> Decision:
             if now is not None:
@@ -393,6 +415,8 @@ class _RedisRateLimiter:
                     reply = failed(error, script, 1, (redis_key, first, second, cost))
                 except StoreUnavailable as unavailable:
                     return fallback(unavailable, cost)
+            if health.down:
+                health.recovered()
             allowed, remaining, retry_after, reset_after = reply
             return _new(
                 Decision, (allowed == 1, limit, remaining, retry_after / ticks, reset_after / ticks)

@@ -198,6 +198,9 @@ class _RedisCircuitBackend:
             action = "deny"
         else:
             action = "local"
+        self._store._health.failed(
+            error, policy=self._kind, name=self._name, operation=operation, action=action
+        )
         if HUB.active:
             HUB.emit(StoreError(self._kind, self._name, operation, error, action))
         if action == "raise":

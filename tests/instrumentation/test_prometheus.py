@@ -1,0 +1,195 @@
+"""`PrometheusMetrics`: the exposition after a scripted scenario, parsed by prometheus-client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+import resilient
+from resilient._events import HUB
+from resilient.instrumentation.prometheus import PrometheusMetrics
+
+from ._scenario import run_scenario
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(registry: CollectorRegistry) -> Samples:
+    """Every sample of the exposition text, parsed back by prometheus-client's own parser."""
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def pick(
+    all_samples: Samples, name: str, *policies: str
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric; with ``policies``, only those with these policy names.
+
+    (Gauges report every breaker and bulkhead alive in the process, other tests' too.)
+    """
+    return {
+        labels: value
+        for (metric, labels), value in all_samples.items()
+        if metric == name and (not policies or dict(labels)["name"] in policies)
+    }
+
+
+def labels(**pairs: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(pairs.items()))
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    yield registry
+    metrics.close()
+    assert HUB.active is False
+
+
+def _states(current: str) -> dict[tuple[tuple[str, str], ...], float]:
+    states = ("closed", "open", "half_open", "forced_open", "disabled")
+    return {labels(name="payments", state=s): float(s == current) for s in states}
+
+
+def test_the_scenario_gives_exactly_the_expected_metrics(registry: CollectorRegistry) -> None:
+    snapshots: dict[str, Samples] = {}
+    kept = run_scenario(
+        while_open=lambda: snapshots.__setitem__("open", samples(registry)),
+        while_full=lambda: snapshots.__setitem__("full", samples(registry)),
+    )
+    final = samples(registry)
+
+    assert pick(final, "resilient_calls_total") == {
+        labels(policy="retry", name="fetch", outcome="success"): 1.0,
+        labels(policy="circuit_breaker", name="payments", outcome="failure"): 2.0,
+        labels(policy="circuit_breaker", name="payments", outcome="success"): 1.0,
+        labels(policy="rate_limiter", name="api", outcome="success"): 1.0,
+    }
+    assert pick(final, "resilient_retries_total") == {labels(name="fetch"): 2.0}
+    assert pick(final, "resilient_rejections_total") == {
+        labels(policy="circuit_breaker", name="payments", reason="open"): 1.0,
+        labels(policy="bulkhead", name="db", reason="full"): 1.0,
+    }
+    assert pick(final, "resilient_rate_limited_total") == {labels(name="api"): 1.0}
+    counts = pick(final, "resilient_call_duration_seconds_count")
+    sums = pick(final, "resilient_call_duration_seconds_sum")
+    assert counts == {
+        labels(policy="retry", name="fetch"): 1.0,
+        labels(policy="circuit_breaker", name="payments"): 3.0,
+        labels(policy="rate_limiter", name="api"): 1.0,
+    }
+    assert sums[labels(policy="retry", name="fetch")] == pytest.approx(1.3)
+    assert sums[labels(policy="circuit_breaker", name="payments")] == pytest.approx(0.6)
+    buckets = pick(final, "resilient_call_duration_seconds_bucket")
+    payments = {dict(k)["le"]: v for k, v in buckets.items() if dict(k)["name"] == "payments"}
+    assert payments["0.1"] == 0.0
+    assert payments["0.25"] == 3.0
+    assert payments["+Inf"] == 3.0
+
+    assert pick(snapshots["open"], "resilient_circuit_state", "payments") == _states("open")
+    assert pick(final, "resilient_circuit_state", "payments") == _states("closed")
+    assert pick(snapshots["full"], "resilient_bulkhead_in_use", "db") == {labels(name="db"): 1.0}
+    assert pick(final, "resilient_bulkhead_in_use", "db") == {labels(name="db"): 0.0}
+    del kept
+
+
+def test_gauges_follow_live_policies_only(registry: CollectorRegistry) -> None:
+    import gc
+
+    bulkhead = resilient.Bulkhead(2, name="pool")
+    gauge = "resilient_bulkhead_in_use"
+    assert pick(samples(registry), gauge, "pool") == {labels(name="pool"): 0.0}
+    del bulkhead
+    gc.collect()
+    assert pick(samples(registry), gauge, "pool") == {}
+
+
+def test_no_metric_work_for_events_it_does_not_export(registry: CollectorRegistry) -> None:
+    from resilient.instrumentation import LimitChanged
+
+    subscriptions = HUB._table[0]
+    assert len(subscriptions) == 6  # one per exported event type
+    assert not any(s.wants(LimitChanged) for s in subscriptions)
+    assert HUB.timing is True  # it asked for CallCompleted
+
+
+def test_a_second_exporter_on_the_same_registry_is_refused_clearly() -> None:
+    registry = CollectorRegistry()
+    first = PrometheusMetrics(registry=registry)
+    try:
+        with pytest.raises(ValueError, match="already has resilient_calls_total"):
+            PrometheusMetrics(registry=registry)
+        other = PrometheusMetrics(registry=registry, namespace="edge")
+        other.close()
+    finally:
+        first.close()
+    first.close()  # twice is once
+    again = PrometheusMetrics(registry=registry)  # closed: the names are free again
+    again.close()
+    assert HUB.active is False
+
+
+def test_labels_are_policy_names_never_keys(registry: CollectorRegistry) -> None:
+    limiter = resilient.TokenBucket(rate=1, capacity=1, name="api")
+    for user in ("alice", "bob", "carol"):
+        limiter.try_acquire(user)
+        limiter.try_acquire(user)
+    text = generate_latest(registry).decode()
+    assert "alice" not in text
+    assert pick(samples(registry), "resilient_rate_limited_total") == {labels(name="api"): 3.0}
+
+
+def test_the_namespace_prefixes_every_metric() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, namespace="edge")
+    try:
+        resilient.Bulkhead(1, name="x").call(lambda: None)
+        names = {name for name, _ in samples(registry)}
+    finally:
+        metrics.close()
+    assert names
+    assert all(name.startswith("edge_") for name in names)
+
+
+def test_bad_namespace_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        PrometheusMetrics(registry=CollectorRegistry(), namespace="no spaces")
+
+
+def test_a_breaker_shared_through_redis_is_not_read_at_scrape_time(
+    registry: CollectorRegistry, redis_url: str
+) -> None:
+    from resilient.stores import RedisStore
+
+    store = RedisStore.from_url(redis_url)
+    commands: list[str] = []
+    breaker = resilient.CircuitBreaker(
+        "shared-gauge", failure_rate=None, consecutive_failures=1, store=store
+    )
+    gauge = "resilient_circuit_state"
+    try:
+        assert pick(samples(registry), gauge, "shared-gauge") == {}  # nothing seen yet
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+        execute = store.client.execute_command
+
+        def spy(*args: object, **kwargs: object) -> object:
+            commands.append(str(args[0]))
+            return execute(*args, **kwargs)
+
+        store.client.execute_command = spy
+        states = pick(samples(registry), gauge, "shared-gauge")
+    finally:
+        store.client.close()
+    assert commands == []  # the scrape did no I/O
+    assert states[labels(name="shared-gauge", state="open")] == 1.0
+    assert states[labels(name="shared-gauge", state="closed")] == 0.0
