@@ -96,6 +96,7 @@ REUSED = 3  # the key was claimed with another fingerprint
 _POLL_FIRST = 0.005  # seconds between polls of a duplicate waiting for the first call
 _POLL_MAX = 0.25
 _urandom = os.urandom
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _sha256 = hashlib.sha256
 
 
@@ -107,6 +108,10 @@ class IdempotencyBackend(Protocol):
 
     def storage_key(self, namespace: str, key: str) -> str:
         """The store's key for ``key`` in ``namespace`` (the key itself hashed with SHA-256)."""
+        ...
+
+    def new_owner(self) -> str:
+        """A fresh owner token, unique among every caller of the store."""
         ...
 
     def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
@@ -179,15 +184,21 @@ _dumps = json.JSONEncoder(
 
 
 class _Decoder:
-    """Encodes results to JSON bytes and back, through a `TypeAdapter` or plain `json`."""
+    """Encodes results to JSON bytes and back, through a `TypeAdapter` or plain `json`.
 
-    __slots__ = ("_adapter", "_annotation", "_explicit", "_fn", "_ready")
+    With a type, a result is serialized, then validated back from those bytes: a value that
+    does not fit the type (or would not come back as one) is refused before it is stored, so
+    every stored result can be replayed.
+    """
+
+    __slots__ = ("_annotation", "_dump", "_explicit", "_fn", "_load", "_ready")
 
     def __init__(self, fn: Callable[..., Any], result_type: Any) -> None:
         self._fn = fn
         self._explicit = result_type is not None
         self._annotation: Any = result_type
-        self._adapter: Any = None
+        self._dump: Callable[..., bytes] | None = None
+        self._load: Callable[[bytes | str], Any] = json.loads
         self._ready = False
 
     def _prepare(self) -> None:
@@ -204,17 +215,20 @@ class _Decoder:
         if annotation is not inspect.Parameter.empty and annotation is not Any:
             from pydantic import TypeAdapter
 
-            self._adapter = TypeAdapter(annotation)
+            adapter: Any = TypeAdapter(annotation)
+            self._dump = adapter.serializer.to_json
+            self._load = adapter.validator.validate_json
         self._ready = True
 
     def encode(self, value: object) -> bytes:
         if not self._ready:
             self._prepare()
-        adapter = self._adapter
+        dump = self._dump
         try:
-            if adapter is None:
-                return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-            data: bytes = adapter.dump_json(value, warnings="error")
+            if dump is None:
+                return _plain_json(value).encode()
+            data = dump(value, warnings=False)
+            self._load(data)  # refuses what the type would not give back
             return data
         except Exception as error:
             raise TypeError(f"the result cannot be stored as JSON: {error}") from error
@@ -222,15 +236,25 @@ class _Decoder:
     def decode(self, data: bytes | str) -> Any:
         if not self._ready:
             self._prepare()
-        if self._adapter is None:
-            return json.loads(data)
-        return self._adapter.validate_json(data)
+        return self._load(data)
+
+
+_plain_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 class _Binder:
     """Binds call arguments to a signature; a fast path for plain positional-or-keyword ones."""
 
-    __slots__ = ("_count", "_defaults", "_fast", "_known", "_names", "_signature", "_skip")
+    __slots__ = (
+        "_count",
+        "_defaults",
+        "_fast",
+        "_known",
+        "_names",
+        "_order",
+        "_signature",
+        "_skip",
+    )
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         try:
@@ -258,31 +282,41 @@ class _Binder:
         self._names = tuple(names)
         self._defaults = defaults
         self._skip = skip
+        # Parameter names in signature order, less self/cls: the order values are hashed in.
+        order = list(signature.parameters) if signature is not None else ["args", "kwargs"]
+        self._order = tuple(order[1:] if skip else order)
 
     def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """SHA-256 (hex) of the arguments bound to the signature, defaults applied.
 
         The first parameter is left out when it is named ``self`` or ``cls`` (the instance or
-        class of a method is not part of what makes two calls the same).
+        class of a method is not part of what makes two calls the same). Arguments that are
+        all str, int, float, bool or None are hashed through their ``repr`` (fast, and the same
+        in every process); others as JSON with sorted keys.
         """
-        arguments: dict[str, Any]
-        names = self._names
-        if (
-            self._fast
-            and len(args) <= len(names)
-            and kwargs.keys() <= self._known
-            and not kwargs.keys() & names[: len(args)]
-        ):
-            arguments = dict(self._defaults)
-            arguments.update(zip(names, args, strict=False))
-            arguments.update(kwargs)
-            if len(arguments) != self._count:  # a required argument is missing
-                arguments = self._slow(args, kwargs)
+        values: tuple[Any, ...]
+        if self._fast and not kwargs and len(args) == self._count:
+            values = args[1:] if self._skip else args  # already in signature order
         else:
-            arguments = self._slow(args, kwargs)
-        if self._skip:
-            arguments.pop(self._skip, None)
-        return _sha256(_dumps(arguments).encode()).hexdigest()
+            names = self._names
+            if (
+                self._fast
+                and len(args) <= len(names)
+                and kwargs.keys() <= self._known
+                and not kwargs.keys() & names[: len(args)]
+            ):
+                arguments = dict(self._defaults)
+                arguments.update(zip(names, args, strict=False))
+                arguments.update(kwargs)
+                if len(arguments) != self._count:  # a required argument is missing
+                    arguments = self._slow(args, kwargs)
+            else:
+                arguments = self._slow(args, kwargs)
+            values = tuple(map(arguments.get, self._order))
+        for value in values:
+            if type(value) not in _PLAIN:
+                return _sha256(b"j" + _dumps(values).encode()).hexdigest()
+        return _sha256(b"r" + repr(values).encode()).hexdigest()
 
     def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self._signature is None:
@@ -447,9 +481,9 @@ class Idempotent(Policy):
     ) -> R:
         user_key, key, fingerprint = self._prepare(target, args, kwargs)
         backend = self._backend
-        owner = new_owner()
+        owner = backend.new_owner()
         clock = self.clock
-        started = clock.monotonic()
+        started: float | None = None
         delay = _POLL_FIRST
         while True:
             status, payload = backend.claim(key, owner, fingerprint, self._lease_ms)
@@ -460,6 +494,8 @@ class Idempotent(Policy):
                 return replayed
             if status == REUSED:
                 raise IdempotencyKeyReused(user_key)
+            if started is None:
+                started = clock.monotonic()
             pause = self._poll_delay(clock.monotonic() - started, delay, payload)
             if pause < 0:
                 raise IdempotencyInProgress(user_key, retry_after=payload)
@@ -494,9 +530,9 @@ class Idempotent(Policy):
     ) -> R:
         user_key, key, fingerprint = self._prepare(target, args, kwargs)
         backend = self._backend
-        owner = new_owner()
+        owner = backend.new_owner()
         clock = self.clock
-        started = clock.monotonic()
+        started: float | None = None
         delay = _POLL_FIRST
         while True:
             # Shielded: a claim made in the store must be known here, or the key stays
@@ -510,6 +546,8 @@ class Idempotent(Policy):
                 return replayed
             if status == REUSED:
                 raise IdempotencyKeyReused(user_key)
+            if started is None:
+                started = clock.monotonic()
             pause = self._poll_delay(clock.monotonic() - started, delay, payload)
             if pause < 0:
                 raise IdempotencyInProgress(user_key, retry_after=payload)

@@ -17,6 +17,7 @@ evicted early lets its key run again. Size the store for the keys expected withi
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
@@ -31,6 +32,7 @@ _PENDING = 0
 _DONE = 1
 _TICKS = 1_000_000  # microseconds, as the limiters' entries
 _CLAIMED = (CLAIMED, None)
+_OWNERS = itertools.count()
 _REUSED = (REUSED, None)
 
 
@@ -59,6 +61,10 @@ class _MemoryIdempotency:
     def storage_key(self, namespace: str, key: str) -> str:
         """``idem:<namespace>:<sha256(key)>``."""
         return f"idem:{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def new_owner(self) -> str:
+        """A token unique in this process (the store is one process's memory)."""
+        return str(next(_OWNERS))
 
     def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
         """Claim ``key`` for ``owner`` with a lease, or report what holds it."""

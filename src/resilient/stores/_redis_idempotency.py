@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from .._idempotency import CLAIMED, DONE, IN_PROGRESS, REUSED
+from .._idempotency import CLAIMED, DONE, IN_PROGRESS, REUSED, new_owner
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
@@ -73,6 +73,10 @@ class _RedisIdempotency:
     def storage_key(self, namespace: str, key: str) -> str:
         """``<prefix>:idem:<namespace>:<sha256(key)>``."""
         return f"{self._prefix}{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def new_owner(self) -> str:
+        """A random token (128 bits): unique across processes and hosts."""
+        return new_owner()
 
     def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
         """Claim ``key`` (see ``idempotency_claim.lua``)."""

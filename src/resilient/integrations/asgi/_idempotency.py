@@ -45,7 +45,7 @@ import anyio
 from ..._clock import SYSTEM_CLOCK
 from ..._errors import StoreUnavailable
 from ..._events import HUB, IdempotencyLeaseLostEvent, IdempotentReplay
-from ..._idempotency import CLAIMED, DONE, REUSED, bind_store, new_owner
+from ..._idempotency import CLAIMED, DONE, REUSED, bind_store
 from ..._rate_limit import _check_int, _check_seconds
 from ._problem import ASGIApp, Message, Receive, Scope, Send, header_value, send_problem
 
@@ -395,7 +395,7 @@ class IdempotencyMiddleware:
         ).hexdigest()
         backend = self._backend
         storage_key = backend.storage_key(_NAMESPACE, f"{len(principal)}:{principal}:{key}")
-        owner = new_owner()
+        owner = backend.new_owner()
         try:
             with anyio.CancelScope(shield=True):
                 status, payload = await backend.aclaim(
