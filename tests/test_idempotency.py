@@ -296,9 +296,11 @@ def test_redis_lease_lost_keeps_the_second_callers_result(redis_client: Any) -> 
     store = RedisStore(redis_client)
     policy = resilient.idempotent(store=store, key=lambda x: x, lock_timeout=0.2, namespace="n")
     second_done = threading.Event()
+    first_started = threading.Event()
     outcome: list[Any] = []
 
     def first_body(x: str) -> str:
+        first_started.set()
         assert second_done.wait(10)
         return "first"
 
@@ -310,6 +312,7 @@ def test_redis_lease_lost_keeps_the_second_callers_result(redis_client: Any) -> 
 
     worker = threading.Thread(target=run_first)
     worker.start()
+    assert first_started.wait(10)
     # Poll until the first call's lease has run out and the second caller may run.
     second: Any = None
     for _ in range(200):
@@ -323,7 +326,7 @@ def test_redis_lease_lost_keeps_the_second_callers_result(redis_client: Any) -> 
     second_done.set()
     worker.join(10)
     assert second == "second"
-    assert isinstance(outcome[0], IdempotencyLeaseLost)
+    assert isinstance(outcome[0], IdempotencyLeaseLost), outcome
     assert policy.call(lambda x: "third", "k") == "second"
 
 
