@@ -104,7 +104,11 @@ class IdempotencyBackend(Protocol):
     """What a store's ``_bind_idempotency`` returns: four steps, each atomic, sync and async.
 
     ``key`` is a storage key built by `storage_key`. Durations are integer milliseconds.
+    ``suspends`` is False when the async forms never suspend (memory): callers may then use
+    the sync forms in async code, and need no shield against cancellation.
     """
+
+    suspends: bool
 
     def storage_key(self, namespace: str, key: str) -> str:
         """The store's key for ``key`` in ``namespace`` (the key itself hashed with SHA-256)."""
@@ -530,6 +534,7 @@ class Idempotent(Policy):
     ) -> R:
         user_key, key, fingerprint = self._prepare(target, args, kwargs)
         backend = self._backend
+        inline = not backend.suspends
         owner = backend.new_owner()
         clock = self.clock
         started: float | None = None
@@ -537,8 +542,11 @@ class Idempotent(Policy):
         while True:
             # Shielded: a claim made in the store must be known here, or the key stays
             # locked until its lease runs out. A pending cancellation strikes right after.
-            with anyio.CancelScope(shield=True):
-                status, payload = await backend.aclaim(key, owner, fingerprint, self._lease_ms)
+            if inline:
+                status, payload = backend.claim(key, owner, fingerprint, self._lease_ms)
+            else:
+                with anyio.CancelScope(shield=True):
+                    status, payload = await backend.aclaim(key, owner, fingerprint, self._lease_ms)
             if status == CLAIMED:
                 break
             if status == DONE:
@@ -564,8 +572,11 @@ class Idempotent(Policy):
                     self._release_failed(target, error)
             raise
         try:
-            with anyio.CancelScope(shield=True):
-                stored = await backend.acomplete(key, owner, data, self._ttl_ms)
+            if inline:
+                stored = backend.complete(key, owner, data, self._ttl_ms)
+            else:
+                with anyio.CancelScope(shield=True):
+                    stored = await backend.acomplete(key, owner, data, self._ttl_ms)
         except StoreUnavailable as error:
             if HUB.active:
                 HUB.emit(StoreError(self.kind, target.namespace, "complete", error, "expire"))

@@ -58,6 +58,8 @@ class _MemoryIdempotency:
     def reset_default(self) -> None:
         """Nothing to reset (see `default_live`)."""
 
+    suspends = False
+
     def storage_key(self, namespace: str, key: str) -> str:
         """``idem:<namespace>:<sha256(key)>``."""
         return f"idem:{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"

@@ -70,6 +70,8 @@ class _RedisIdempotency:
         self._release = store._script("idempotency_release")
         self._read = store._script("idempotency_read")
 
+    suspends = True
+
     def storage_key(self, namespace: str, key: str) -> str:
         """``<prefix>:idem:<namespace>:<sha256(key)>``."""
         return f"{self._prefix}{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"

@@ -397,10 +397,13 @@ class IdempotencyMiddleware:
         storage_key = backend.storage_key(_NAMESPACE, f"{len(principal)}:{principal}:{key}")
         owner = backend.new_owner()
         try:
-            with anyio.CancelScope(shield=True):
-                status, payload = await backend.aclaim(
-                    storage_key, owner, fingerprint, self._lease_ms
-                )
+            if backend.suspends:
+                with anyio.CancelScope(shield=True):
+                    status, payload = await backend.aclaim(
+                        storage_key, owner, fingerprint, self._lease_ms
+                    )
+            else:
+                status, payload = backend.claim(storage_key, owner, fingerprint, self._lease_ms)
         except StoreUnavailable:
             await send_problem(
                 send,
@@ -483,15 +486,22 @@ class IdempotencyMiddleware:
         storable = (
             ended and state["ok"] and status < 500 and status not in _NOT_STORED and status >= 200
         )
-        with anyio.CancelScope(shield=True):
-            try:
+        try:
+            if not backend.suspends:
                 if not storable:
-                    await backend.arelease(storage_key, owner)
+                    backend.release(storage_key, owner)
                     return
                 record = _encode(status, state["headers"], b"".join(state["body"]))
-                stored = await backend.acomplete(storage_key, owner, record, self._ttl_ms)
-            except StoreUnavailable:
-                return  # the response was sent; the lease runs out by itself
+                stored = backend.complete(storage_key, owner, record, self._ttl_ms)
+            else:
+                with anyio.CancelScope(shield=True):
+                    if not storable:
+                        await backend.arelease(storage_key, owner)
+                        return
+                    record = _encode(status, state["headers"], b"".join(state["body"]))
+                    stored = await backend.acomplete(storage_key, owner, record, self._ttl_ms)
+        except StoreUnavailable:
+            return  # the response was sent; the lease runs out by itself
         if not stored and HUB.active:
             HUB.emit(IdempotencyLeaseLostEvent("idempotency", _NAMESPACE, key))
 
@@ -508,10 +518,13 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _encode(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
     """A stored response: one line of JSON (status, headers as latin-1), a newline, the body."""
     head = [status, [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]]
-    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + body
+    return _json(head).encode() + b"\n" + body
 
 
 async def _send_stored(send: Send, record: bytes) -> None:
