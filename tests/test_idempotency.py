@@ -521,3 +521,81 @@ async def test_an_unreachable_store_fails_closed_in_async_code(anyio_backend: st
     with pytest.raises(StoreUnavailable):
         await fn("k")
     assert calls == []
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "asyncio"])
+async def test_a_call_cancelled_while_redis_is_slow_never_leaves_its_key_claimed(
+    redis_url: str, anyio_backend: str, client_kind: str
+) -> None:
+    """Cancelled while its claim waits on a paused Redis, the call either holds the key and
+    releases it, or never claimed it: a retry runs at once, not after the 60 s lease."""
+    import redis
+    import redis.asyncio
+
+    if client_kind == "asyncio" and anyio_backend != "asyncio":
+        pytest.skip("redis.asyncio runs on asyncio only")
+    client: Any = (
+        redis.Redis.from_url(redis_url)
+        if client_kind == "sync"
+        else redis.asyncio.Redis.from_url(redis_url)
+    )
+    admin = redis.Redis.from_url(redis_url)
+    calls = []
+
+    @resilient.idempotent(store=RedisStore(client), key=lambda x: x, lock_timeout=60)
+    async def work(x: str) -> str:
+        await anyio.sleep(0)  # the pending cancellation strikes here, after the claim
+        calls.append(x)
+        return x
+
+    assert await work("warm-up") == "warm-up"  # scripts loaded, connection open
+    admin.client_pause(300)  # every command waits about 0.3 s: the claim is slow
+    with anyio.move_on_after(0.05) as scope:
+        await work("k")
+    assert scope.cancelled_caught
+    assert calls == ["warm-up"]
+    assert await work("k") == "k"  # released, not left claimed for the 60 s lease
+    assert calls == ["warm-up", "k"]
+    admin.close()
+    if client_kind == "sync":
+        client.close()
+    else:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "asyncio"])
+async def test_the_release_after_a_failure_completes_even_in_a_cancelled_scope(
+    redis_url: str, anyio_backend: str, client_kind: str
+) -> None:
+    """The release is shielded: a call that fails inside an already cancelled scope still
+    releases its key (and its own exception propagates)."""
+    import redis
+    import redis.asyncio
+
+    if client_kind == "asyncio" and anyio_backend != "asyncio":
+        pytest.skip("redis.asyncio runs on asyncio only")
+    client: Any = (
+        redis.Redis.from_url(redis_url)
+        if client_kind == "sync"
+        else redis.asyncio.Redis.from_url(redis_url)
+    )
+    scopes: list[anyio.CancelScope] = []
+    attempts = []
+
+    @resilient.idempotent(store=RedisStore(client), key=lambda x: x, lock_timeout=60, wait=0)
+    async def work(x: str) -> str:
+        attempts.append(x)
+        if len(attempts) == 1:
+            scopes[0].cancel()
+            raise ValueError("boom")
+        return x
+
+    with anyio.CancelScope() as scope:
+        scopes.append(scope)
+        with pytest.raises(ValueError, match="boom"):
+            await work("k")
+    assert await work("k") == "k"  # released: no IdempotencyInProgress
+    if client_kind == "sync":
+        client.close()
+    else:
+        await client.aclose()
