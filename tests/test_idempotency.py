@@ -599,3 +599,63 @@ async def test_the_release_after_a_failure_completes_even_in_a_cancelled_scope(
         client.close()
     else:
         await client.aclose()
+
+
+def order_key(order_id: str, amount: int) -> str:
+    return order_id
+
+
+@pytest.mark.parametrize("with_redis", [False, True])
+def test_load_policies_builds_an_idempotency_section(
+    request: pytest.FixtureRequest, with_redis: bool
+) -> None:
+    from resilient.config import PIPELINE_ORDER, load_policies
+
+    assert PIPELINE_ORDER.index("idempotency") < PIPELINE_ORDER.index("retry")
+    extra = {"redis_url": request.getfixturevalue("redis_url")} if with_redis else {}
+    section = {"key": "tests.test_idempotency:order_key", "ttl": 60, "lock_timeout": 5, "wait": 0}
+    pipeline = load_policies(
+        {"payments": {"retry": {"attempts": 2}, "idempotency": {**section, **extra}}}
+    )["payments"]
+    policy = pipeline.policies[0]
+    assert isinstance(policy, resilient._idempotency.Idempotent)
+    assert (policy.ttl, policy.lock_timeout, policy.wait) == (60.0, 5.0, 0.0)
+    assert isinstance(policy.store, RedisStore if with_redis else MemoryStore)
+    calls = []
+
+    def charge(order_id: str, amount: int) -> int:
+        calls.append(order_id)
+        return amount
+
+    assert pipeline.call(charge, "a", 5) == pipeline.call(charge, "a", amount=5) == 5
+    assert calls == ["a"]
+
+
+def test_an_idempotency_section_with_a_bad_key_names_the_field() -> None:
+    from resilient.config import load_policies
+
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_policies({"payments": {"idempotency": {"key": "no.such.module:fn"}}})
+    assert info.value.errors()[0]["loc"] == ("payments", "idempotency", "key")
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_policies(
+            {"payments": {"idempotency": {"key": "tests.test_idempotency:order_key", "ttl": 0}}}
+        )
+    assert info.value.errors()[0]["loc"] == ("payments", "idempotency", "ttl")
+
+
+async def test_inside_an_async_pipeline_the_key_sees_the_functions_own_arguments(
+    anyio_backend: str,
+) -> None:
+    idem = resilient.idempotent(store=MemoryStore(), key=lambda order_id, amount: order_id)
+    calls = []
+
+    @resilient.Pipeline(idem, resilient.retry(attempts=2), resilient.timeout(5))
+    async def charge(order_id: str, amount: int) -> int:
+        calls.append(order_id)
+        return amount
+
+    assert await charge("a", 5) == await charge("a", amount=5) == 5
+    with pytest.raises(IdempotencyKeyReused):
+        await charge("a", 6)
+    assert calls == ["a"]

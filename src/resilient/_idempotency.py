@@ -434,11 +434,28 @@ class Idempotent(Policy):
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` once per key; return the stored result afterwards."""
-        return self._run(_Target(fn, self.namespace, self.result_type), fn, args, kwargs)
+        target, skip = self._target(fn, args)
+        return self._run(target, fn, args, kwargs, skip)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Async `call`."""
-        return await self._arun(_Target(fn, self.namespace, self.result_type), fn, args, kwargs)
+        target, skip = self._target(fn, args)
+        return await self._arun(target, fn, args, kwargs, skip)
+
+    def _target(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[_Target, int]:
+        """The user's function and how many leading arguments are inner policies' calls.
+
+        Inside a `Pipeline`, ``call`` gets ``(inner.call, ..., user_fn, *user_args)``: the key,
+        the fingerprint and the namespace belong to the user's function and its arguments.
+        """
+        skip = 0
+        while isinstance(getattr(fn, "__self__", None), Policy) and skip < len(args):
+            name = getattr(fn, "__name__", "")
+            if name not in ("call", "acall"):
+                break
+            fn = args[skip]
+            skip += 1
+        return _Target(fn, self.namespace, self.result_type), skip
 
     # -- the protocol -----------------------------------------------------------------------
 
@@ -482,8 +499,9 @@ class Idempotent(Policy):
         fn: Callable[..., R],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        skip: int = 0,
     ) -> R:
-        user_key, key, fingerprint = self._prepare(target, args, kwargs)
+        user_key, key, fingerprint = self._prepare(target, args[skip:] if skip else args, kwargs)
         backend = self._backend
         owner = backend.new_owner()
         clock = self.clock
@@ -531,8 +549,9 @@ class Idempotent(Policy):
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        skip: int = 0,
     ) -> R:
-        user_key, key, fingerprint = self._prepare(target, args, kwargs)
+        user_key, key, fingerprint = self._prepare(target, args[skip:] if skip else args, kwargs)
         backend = self._backend
         inline = not backend.suspends
         owner = backend.new_owner()
