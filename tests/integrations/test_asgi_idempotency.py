@@ -14,7 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilient.instrumentation import IdempotentReplay, subscribe, unsubscribe
+from resilient.instrumentation import (
+    IdempotencyLeaseLostEvent,
+    IdempotentReplay,
+    subscribe,
+    unsubscribe,
+)
 from resilient.integrations.asgi import IdempotencyMiddleware
 from resilient.integrations.asgi._idempotency import parse_idempotency_key
 from resilient.stores import MemoryStore, RedisStore
@@ -532,3 +537,29 @@ def test_fuzzed_keys_never_cause_a_500(value: str) -> None:
     else:
         assert statuses == [201, 201]
         assert inner.calls == 1
+
+
+async def test_a_response_that_outlives_its_lease_is_sent_but_not_stored(
+    store: Any, events: list[Any]
+) -> None:
+    inner = Recorder()
+    inner.gate = anyio.Event()
+    app = IdempotencyMiddleware(inner, store=store, lock_timeout=0.05)
+    async with client_for(app) as client:
+
+        async def open_gate() -> None:
+            await anyio.sleep(0.3)  # longer than the lease, however busy the machine
+            assert inner.gate is not None
+            inner.gate.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_gate)
+            late = await client.post("/", headers={"Idempotency-Key": "k"})
+        inner.gate = None
+        again = await client.post("/", headers={"Idempotency-Key": "k"})
+    assert late.status_code == 201
+    assert "idempotent-replayed" not in again.headers  # the late response was not stored
+    assert inner.calls == 2
+    assert [e for e in events if isinstance(e, IdempotencyLeaseLostEvent)] == [
+        IdempotencyLeaseLostEvent("idempotency", "http", "k")
+    ]
