@@ -34,6 +34,7 @@ from ._errors import (
     RetryBudgetExhausted,
     StoreUnavailable,
 )
+from ._idempotency import idempotent
 from ._policy import Pipeline, Policy
 from ._rate_limit import Decision, SlidingWindow, TokenBucket
 from ._retry import Retry, retry
@@ -68,6 +69,7 @@ __all__ = [
     "Timeout",
     "TokenBucket",
     "current_deadline",
+    "idempotent",
     "remaining",
     "retry",
     "timeout",

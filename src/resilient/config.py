@@ -31,7 +31,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -72,6 +72,7 @@ __all__ = [
     "BulkheadConfig",
     "CircuitBreakerConfig",
     "CountWindowConfig",
+    "IdempotencyConfig",
     "PipelineConfig",
     "PolicyConfig",
     "RateLimiterConfig",
@@ -535,6 +536,7 @@ class _Section(Protocol):
 #: when its policy is wired in; names listed here without a field are skipped.
 PIPELINE_ORDER: tuple[str, ...] = (
     "fallback",  # degrade instead of failing: sees every error, rejections included
+    "idempotency",  # once per key: whatever runs inside (retries included) is the one call
     "timeout",  # one deadline for the whole call, every retry and wait included
     "retry",
     "circuit_breaker",  # inside retry, so each attempt is counted and can be refused
@@ -633,6 +635,54 @@ class SlidingWindowConfig(_RateLimiterBase):
         )
 
 
+def _key_function(value: object) -> object:
+    """Resolve ``"module:function"`` (or ``"module.function"``) to the callable it names."""
+    if not isinstance(value, str):
+        return value
+    module_name, sep, attribute = value.partition(":")
+    if not sep:
+        module_name, _, attribute = value.rpartition(".")
+    try:
+        found = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot import the key function {value!r}: {exc}") from None
+    if not callable(found):
+        raise ValueError(f"{value!r} is not callable")
+    return found
+
+
+class IdempotencyConfig(_StoreOptions):
+    """``idempotency = {key = "myapp.keys:order_id", ttl = 86400, lock_timeout = 90}``.
+
+    ``key`` names the function that maps a call's arguments to its idempotency key
+    (``"module:function"``). Without ``redis_url`` the records are kept in a `MemoryStore` of
+    the pipeline's own (one process); with it, in Redis. Idempotency always fails closed, so
+    ``on_error`` does not apply. See `resilient.idempotent`.
+    """
+
+    key: Annotated[Callable[..., str], BeforeValidator(_key_function)]
+    ttl: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 86_400
+    lock_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 90
+    wait: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    namespace: Annotated[str, Field(min_length=1)] | None = None
+
+    def build(self, name: str) -> Policy:
+        """Build the `resilient.idempotent` policy."""
+        from ._idempotency import Idempotent
+        from .stores import MemoryStore
+
+        return Idempotent(
+            store=self._store() or MemoryStore(),
+            key=self.key,
+            ttl=self.ttl,
+            lock_timeout=self.lock_timeout,
+            wait=self.wait,
+            namespace=self.namespace,
+        )
+
+
 #: The ``rate_limiter`` section: a token bucket or a sliding window, told apart by ``kind``.
 RateLimiterConfig = Annotated[TokenBucketConfig | SlidingWindowConfig, Field(discriminator="kind")]
 
@@ -669,6 +719,7 @@ class PipelineConfig(BaseModel):
     bulkhead: BulkheadConfig | None = None
     adaptive_bulkhead: AdaptiveBulkheadConfig | None = None
     rate_limiter: RateLimiterConfig | None = None
+    idempotency: IdempotencyConfig | None = None
 
     def build(self, name: str) -> Pipeline:
         """Build the pipeline, sections nested in `PIPELINE_ORDER`.

@@ -173,3 +173,26 @@ async def check_rate_limiters() -> None:
     assert_type(await window.aacquire("k"), resilient.Decision)
     assert_type(limiter.call(rate_limited, 1), float)
     assert_type(await window.acall(arate_limited, 1), str)
+
+
+idempotency_store = resilient.stores.MemoryStore()
+
+
+@resilient.idempotent(store=idempotency_store, key=lambda order_id, amount: order_id)
+def charge(order_id: str, amount: int) -> float:
+    return float(amount)
+
+
+@resilient.idempotent(store=idempotency_store, key=lambda order_id, *, amount: order_id)
+async def acharge(order_id: str, *, amount: int) -> bytes:
+    return order_id.encode()
+
+
+async def check_idempotent() -> None:
+    assert_type(charge("a", 5), float)
+    assert_type(charge("a", amount=5), float)
+    assert_type(await acharge("a", amount=5), bytes)
+    takes_str_int(charge)
+
+
+def takes_str_int(fn: Callable[[str, int], float]) -> None: ...

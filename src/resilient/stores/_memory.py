@@ -38,7 +38,9 @@ from ._keys import _verbatim, storage_key
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker, _MemoryBackend
+    from .._clock import Clock
     from .._rate_limit import RateLimiter
+    from ._memory_idempotency import _MemoryIdempotency
 
 __all__ = ["MemoryStore"]
 
@@ -79,7 +81,7 @@ class MemoryStore:
         max_keys: the most keys held at once (>= 1; default 100,000).
     """
 
-    __slots__ = ("__weakref__", "_bindings", "_data", "_lock", "max_keys")
+    __slots__ = ("__weakref__", "_bindings", "_data", "_idempotency", "_lock", "max_keys")
 
     def __init__(self, max_keys: int = 100_000) -> None:
         if isinstance(max_keys, bool) or not isinstance(max_keys, int):
@@ -88,8 +90,9 @@ class MemoryStore:
             raise ValueError(f"max_keys must be >= 1, got {max_keys!r}")
         self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._data: OrderedDict[tuple[_Binding, str], list[Any]] = OrderedDict()
+        self._data: OrderedDict[tuple[Any, str], list[Any]] = OrderedDict()
         self._bindings: weakref.WeakSet[_Binding] = weakref.WeakSet()
+        self._idempotency: dict[Clock, _MemoryIdempotency] = {}
 
     def __len__(self) -> int:
         """The number of keys holding state (expired keys are dropped first)."""
@@ -120,7 +123,7 @@ class MemoryStore:
 
     # -- internal API for the limiters ------------------------------------------------------
 
-    def _insert(self, composite: tuple[_Binding, str], entry: list[Any]) -> None:
+    def _insert(self, composite: tuple[Any, str], entry: list[Any]) -> None:
         """Add a new entry (lock held): drop stale entries at the front, evict beyond max_keys."""
         data = self._data
         for _ in range(2):
@@ -156,6 +159,16 @@ class MemoryStore:
         from .._circuit_breaker import _MemoryBackend
 
         return _MemoryBackend(**settings)
+
+    def _bind_idempotency(self, clock: Clock) -> _MemoryIdempotency:
+        # One binding per clock: policies sharing this store and clock share their keys.
+        from ._memory_idempotency import _MemoryIdempotency
+
+        with self._lock:
+            binding = self._idempotency.get(clock)
+            if binding is None:
+                binding = self._idempotency[clock] = _MemoryIdempotency(self, clock)
+            return binding
 
 
 class _Binding:

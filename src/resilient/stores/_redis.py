@@ -73,8 +73,10 @@ from ._keys import _verbatim, storage_key
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker
+    from .._clock import Clock
     from .._rate_limit import RateLimiter
     from ._redis_breaker import _RedisCircuitBackend
+    from ._redis_idempotency import _RedisIdempotency
 
 __all__ = ["RedisStore"]
 
@@ -349,6 +351,12 @@ class RedisStore:
         from ._redis_breaker import _RedisCircuitBackend
 
         return _RedisCircuitBackend(self, breaker, settings)
+
+    def _bind_idempotency(self, clock: Clock) -> _RedisIdempotency:
+        # Leases and TTLs run on Redis's clock; ``clock`` is only what waiting callers sleep on.
+        from ._redis_idempotency import _RedisIdempotency
+
+        return _RedisIdempotency(self)
 
 
 class _RedisRateLimiter:

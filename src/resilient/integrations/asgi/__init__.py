@@ -9,4 +9,6 @@ and trio. Nothing here imports a web framework.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._idempotency import IdempotencyMiddleware
+
+__all__: list[str] = ["IdempotencyMiddleware"]

@@ -1,0 +1,137 @@
+"""Idempotency records in a `MemoryStore`: one lock-guarded dict entry per key.
+
+An entry lives in the store's bounded LRU dict next to the limiters' keys (so ``len(store)``
+counts it and ``max_keys`` bounds it) under ``(binding, storage key)``, as the list
+``[expires_at, state, owner, fingerprint, result]``: ``expires_at`` in microseconds of the
+policy's clock (the lease while pending, the TTL once done), ``state`` `_PENDING` or `_DONE`.
+An expired entry counts as absent and is dropped when met. Every step holds the store's lock
+for a few comparisons only, never across the user's code or an ``await``.
+
+One binding per (store, clock) pair, so that policies sharing a store and a clock share their
+keys, as they would through Redis.
+
+Beyond ``max_keys`` the least recently used entry is evicted even if it is live: a result
+evicted early lets its key run again. Size the store for the keys expected within ``ttl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from .._clock import Clock
+from .._idempotency import CLAIMED, DONE, IN_PROGRESS, REUSED
+
+if TYPE_CHECKING:
+    from ._memory import MemoryStore
+
+__all__: list[str] = []
+
+_PENDING = 0
+_DONE = 1
+_TICKS = 1_000_000  # microseconds, as the limiters' entries
+_CLAIMED = (CLAIMED, None)
+_OWNERS = itertools.count()
+_REUSED = (REUSED, None)
+
+
+class _MemoryIdempotency:
+    """The four idempotency steps over one `MemoryStore`, timed on one clock."""
+
+    __slots__ = ("_data", "_insert", "_lock", "_monotonic")
+
+    def __init__(self, store: MemoryStore, clock: Clock) -> None:
+        self._lock = store._lock
+        self._data = store._data
+        self._insert = store._insert
+        self._monotonic = clock.monotonic
+
+    def now(self) -> int:
+        """The clock, in microseconds (what `MemoryStore` expects of a binding)."""
+        return round(self._monotonic() * _TICKS)
+
+    def default_live(self) -> bool:
+        """This binding holds no key outside the store's dict."""
+        return False
+
+    def reset_default(self) -> None:
+        """Nothing to reset (see `default_live`)."""
+
+    suspends = False
+
+    def storage_key(self, namespace: str, key: str) -> str:
+        """``idem:<namespace>:<sha256(key)>``."""
+        return f"idem:{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def new_owner(self) -> str:
+        """A token unique in this process (the store is one process's memory)."""
+        return str(next(_OWNERS))
+
+    def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
+        """Claim ``key`` for ``owner`` with a lease, or report what holds it."""
+        composite = (self, key)
+        with self._lock:
+            now = round(self._monotonic() * _TICKS)
+            entry = self._data.get(composite)
+            if entry is not None and entry[0] <= now:
+                del self._data[composite]
+                entry = None
+            if entry is None:
+                self._insert(composite, [now + lease_ms * 1000, _PENDING, owner, fingerprint, None])
+                return _CLAIMED
+            if entry[3] != fingerprint:
+                return _REUSED
+            if entry[1] == _DONE:
+                self._data.move_to_end(composite)
+                return (DONE, entry[4])
+            return (IN_PROGRESS, (entry[0] - now) / _TICKS)
+
+    async def aclaim(
+        self, key: str, owner: str, fingerprint: str, lease_ms: int
+    ) -> tuple[int, Any]:
+        """`claim`: memory never waits, so the async form is the sync one."""
+        return self.claim(key, owner, fingerprint, lease_ms)
+
+    def complete(self, key: str, owner: str, result: bytes, ttl_ms: int) -> bool:
+        """Store ``result`` for ``ttl_ms`` if ``owner`` still holds a live lease on ``key``."""
+        composite = (self, key)
+        with self._lock:
+            now = round(self._monotonic() * _TICKS)
+            entry = self._data.get(composite)
+            if entry is None or entry[1] != _PENDING or entry[2] != owner or entry[0] <= now:
+                return False
+            entry[0] = now + ttl_ms * 1000
+            entry[1] = _DONE
+            entry[4] = result
+            return True
+
+    async def acomplete(self, key: str, owner: str, result: bytes, ttl_ms: int) -> bool:
+        """Async `complete`."""
+        return self.complete(key, owner, result, ttl_ms)
+
+    def release(self, key: str, owner: str) -> bool:
+        """Forget ``key`` if ``owner`` holds its lease (pending); False otherwise."""
+        composite = (self, key)
+        with self._lock:
+            entry = self._data.get(composite)
+            if entry is None or entry[1] != _PENDING or entry[2] != owner:
+                return False
+            del self._data[composite]
+            return True
+
+    async def arelease(self, key: str, owner: str) -> bool:
+        """Async `release`."""
+        return self.release(key, owner)
+
+    def read(self, key: str) -> tuple[str, str, bytes | None] | None:
+        """``(state, fingerprint, result)`` of a live record, or None."""
+        with self._lock:
+            entry = self._data.get((self, key))
+            if entry is None or entry[0] <= round(self._monotonic() * _TICKS):
+                return None
+            return ("done" if entry[1] == _DONE else "pending", entry[3], entry[4])
+
+    async def aread(self, key: str) -> tuple[str, str, bytes | None] | None:
+        """Async `read`."""
+        return self.read(key)
