@@ -28,6 +28,7 @@ from ._errors import (
     RetryBudgetExhausted,
     StoreUnavailable,
 )
+from ._hedge import Hedge
 from ._policy import Pipeline, Policy
 from ._rate_limit import Decision, SlidingWindow, TokenBucket
 from ._retry import Retry, retry
@@ -44,6 +45,7 @@ __all__ = [
     "CountWindow",
     "DeadlineExceeded",
     "Decision",
+    "Hedge",
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyReused",
