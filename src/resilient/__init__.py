@@ -28,6 +28,7 @@ from ._errors import (
     RetryBudgetExhausted,
     StoreUnavailable,
 )
+from ._fallback import Fallback
 from ._hedge import Hedge
 from ._policy import Pipeline, Policy
 from ._rate_limit import Decision, SlidingWindow, TokenBucket
@@ -45,6 +46,7 @@ __all__ = [
     "CountWindow",
     "DeadlineExceeded",
     "Decision",
+    "Fallback",
     "Hedge",
     "IdempotencyError",
     "IdempotencyInProgress",
