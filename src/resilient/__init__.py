@@ -13,6 +13,7 @@ from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead
 from ._circuit_breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
+from ._dead_letter import DeadLetterQueue
 from ._deadline import current_deadline, remaining
 from ._errors import (
     BulkheadFullError,
@@ -44,6 +45,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "CountWindow",
+    "DeadLetterQueue",
     "DeadlineExceeded",
     "Decision",
     "Fallback",

@@ -37,7 +37,9 @@ from .._rate_limit import TICKS_PER_SECOND, Decision, sliding_counter
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker, _MemoryBackend
+    from .._dead_letter import DeadLetterQueue
     from .._rate_limit import RateLimiter
+    from ._memory_dead_letter import _MemoryDeadLetters
 
 __all__ = ["MemoryStore"]
 
@@ -155,6 +157,12 @@ class MemoryStore:
         from .._circuit_breaker import _MemoryBackend
 
         return _MemoryBackend(**settings)
+
+    def _bind_dead_letters(self, queue: DeadLetterQueue) -> _MemoryDeadLetters:
+        # Parked entries are per queue name, kept outside the keys (no max_keys, no expiry).
+        from ._memory_dead_letter import bind
+
+        return bind(self, queue)
 
 
 class _Binding:

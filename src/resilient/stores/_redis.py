@@ -69,8 +69,10 @@ from .._rate_limit import TICKS_PER_SECOND, Decision
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker
+    from .._dead_letter import DeadLetterQueue
     from .._rate_limit import RateLimiter
     from ._redis_breaker import _RedisCircuitBackend
+    from ._redis_dead_letter import _RedisDeadLetters
 
 __all__ = ["RedisStore"]
 
@@ -320,6 +322,11 @@ class RedisStore:
         from ._redis_breaker import _RedisCircuitBackend
 
         return _RedisCircuitBackend(self, breaker, settings)
+
+    def _bind_dead_letters(self, queue: DeadLetterQueue) -> _RedisDeadLetters:
+        from ._redis_dead_letter import _RedisDeadLetters
+
+        return _RedisDeadLetters(self, queue.name, queue.max_length)
 
 
 class _RedisRateLimiter:
