@@ -354,17 +354,19 @@ class DeadLetterQueue:
                 return self._capture_async(fn, function, match, reraise)  # type: ignore[arg-type, return-value]
             park = self._park
 
+            def failed(error: BaseException, args: Any, kwargs: Any) -> None:
+                if not match(error) or _never_retried(error) or _replaying.get():
+                    raise error
+                park(fn, function, error, args, kwargs)
+                if reraise:
+                    raise error
+
+            # The success path is this one call and nothing else (two closure cells).
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
                 try:
                     return fn(*args, **kwargs)
                 except BaseException as exc:
-                    if not match(exc) or _never_retried(exc) or _replaying.get():
-                        raise
-                    error = exc
-                park(fn, function, error, args, kwargs)
-                if reraise:
-                    raise error
-                return None
+                    return failed(exc, args, kwargs)  # type: ignore[func-returns-value]
 
             return functools.update_wrapper(wrapper, fn)
 
@@ -379,17 +381,19 @@ class DeadLetterQueue:
     ) -> Callable[P, Coroutine[Any, Any, R | None]]:
         apark = self._apark
 
+        async def failed(error: BaseException, args: Any, kwargs: Any) -> None:
+            if not match(error) or _never_retried(error) or _replaying.get():
+                raise error
+            await apark(fn, function, error, args, kwargs)
+            if reraise:
+                raise error
+
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
             try:
                 return await fn(*args, **kwargs)
             except BaseException as exc:
-                if not match(exc) or _never_retried(exc) or _replaying.get():
-                    raise
                 error = exc
-            await apark(fn, function, error, args, kwargs)
-            if reraise:
-                raise error
-            return None
+            return await failed(error, args, kwargs)  # type: ignore[func-returns-value]
 
         return functools.update_wrapper(wrapper, fn)
 

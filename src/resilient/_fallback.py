@@ -149,13 +149,17 @@ class Fallback(Policy, Generic[T]):
         replaces = self._replaces
         answer = self._answer
 
+        def failed(error: BaseException) -> Any:
+            if not replaces(error):
+                raise error
+            return answer(error, name)
+
+        # The success path is this one call and nothing else (two closure cells).
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return fn(*args, **kwargs)
             except BaseException as exc:
-                if not replaces(exc):
-                    raise
-                return answer(exc, name)  # type: ignore[no-any-return]
+                return failed(exc)  # type: ignore[no-any-return]
 
         return wrapper
 
@@ -188,13 +192,16 @@ class Fallback(Policy, Generic[T]):
         replaces = self._replaces
         answer = self._aanswer
 
+        async def failed(error: BaseException) -> Any:
+            if not replaces(error):
+                raise error
+            return await answer(error, name)
+
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return await fn(*args, **kwargs)
             except BaseException as exc:
-                if not replaces(exc):
-                    raise
                 error = exc
-            return await answer(error, name)  # type: ignore[no-any-return]
+            return await failed(error)  # type: ignore[no-any-return]
 
         return wrapper
