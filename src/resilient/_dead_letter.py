@@ -38,12 +38,10 @@ import functools
 import inspect
 import json
 import os
-import socket
 import sys
 import time
 import traceback
 import typing
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -525,6 +523,9 @@ class DeadLetterQueue:
 
     @staticmethod
     def _consumer() -> str:
+        import socket
+        import uuid
+
         return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def replay(
