@@ -345,3 +345,17 @@ def test_an_interrupted_replay_loses_nothing(store: Any) -> None:
     time.sleep(0.01)  # Redis: the interrupted run's entries are idle longer than claim_after
     assert dlq.replay(fixed).replayed == 3
     assert dlq.count() == 0
+
+
+def test_capture_works_above_staticmethod() -> None:
+    dlq = DeadLetterQueue("q", store=MemoryStore())
+
+    class Consumer:
+        @dlq.capture()
+        @staticmethod
+        def handle(message: OrderPlaced) -> str:
+            return buggy(message)
+
+    assert Consumer().handle(OrderPlaced(order_id=1, amount=1.0)) == "processed 1"
+    assert Consumer.handle(OrderPlaced(order_id=3, amount=1.0)) is None
+    assert dlq.list()[0].args == [{"order_id": 3, "amount": 1.0}]

@@ -342,6 +342,8 @@ class DeadLetterQueue:
         reraise = bool(reraise)
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R | None]:
+            if isinstance(fn, staticmethod):  # decorated above @staticmethod: wrap the function
+                return staticmethod(decorate(fn.__func__))
             if not callable(fn):
                 raise TypeError(f"capture decorates callables, got {fn!r}")
             if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
