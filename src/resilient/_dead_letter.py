@@ -543,7 +543,7 @@ class DeadLetterQueue:
             handler: called with the entry's arguments, validated against its annotations;
                 default: the function captured with this queue that parked the entry. A
                 sync replay needs a sync handler (use `areplay` for async ones).
-            limit: the most entries to handle (default: all, including entries parked while
+            limit: the most entries to handle (default: all; with Redis, also those parked while
                 the replay runs).
             progress: called after each entry with it and its outcome, ``"replayed"``,
                 ``"failed"`` or ``"invalid"``.
