@@ -45,7 +45,7 @@ import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
@@ -55,7 +55,7 @@ from ._policy import is_async_callable
 from ._rate_limit import _check_int, _check_name, _check_seconds
 from ._retry import _matcher, _never_retried, _On
 
-__all__ = ["DeadLetter", "DeadLetterQueue", "ReplayResult"]
+__all__ = ["Capturing", "DeadLetter", "DeadLetterQueue", "ReplayResult"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -264,6 +264,21 @@ def _record(entry: DeadLetter) -> str:
     )
 
 
+class Capturing(Protocol):
+    """What `DeadLetterQueue.capture` returns: a decorator that keeps the signature.
+
+    The decorated function returns what it did, or ``None`` for a message that was parked.
+    """
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Callable[P, Coroutine[Any, Any, R | None]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, R | None]: ...
+
+
 class _Invalid(Exception):
     """The entry cannot be handed to the handler (no handler, payload does not validate)."""
 
@@ -322,9 +337,7 @@ class DeadLetterQueue:
 
     # -- capture --------------------------------------------------------------------------------
 
-    def capture(
-        self, on: _On = Exception, reraise: bool = False
-    ) -> Callable[[Callable[P, R]], Callable[P, R | None]]:
+    def capture(self, on: _On = Exception, reraise: bool = False) -> Capturing:
         """A decorator that parks the calls of a sync or async function that fail.
 
         On success the decorated function costs one more function call, nothing else.
@@ -370,7 +383,7 @@ class DeadLetterQueue:
 
             return functools.update_wrapper(wrapper, fn)
 
-        return decorate
+        return cast(Capturing, decorate)
 
     def _capture_async(
         self,
