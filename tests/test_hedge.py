@@ -263,3 +263,18 @@ async def test_delay_zero_starts_every_attempt_at_once() -> None:
 
     assert await Hedge(0, max_hedged=3).acall(record) == 4
     assert started == [1, 2, 3, 4]
+
+
+async def test_system_exit_in_an_attempt_propagates_unwrapped_and_stops_the_others() -> None:
+    service = Service(first=SLOW)
+
+    async def exits() -> int:
+        if service.calls >= 1:
+            raise SystemExit(3)
+        return await service(1)
+
+    with pytest.raises(SystemExit) as caught:
+        await Hedge(0.01).acall(exits)
+    assert caught.value.code == 3
+    assert service.cancelled == [1]
+    assert service.cleaned == [1]

@@ -47,7 +47,7 @@ R = TypeVar("R")
 class _Race:
     """The shared state of one hedged call: who is running, who won, what failed."""
 
-    __slots__ = ("error", "failed", "result", "running", "scope", "waiter", "won")
+    __slots__ = ("error", "failed", "fatal", "result", "running", "scope", "waiter", "won")
 
     def __init__(self, scope: anyio.CancelScope) -> None:
         self.scope = scope
@@ -57,6 +57,7 @@ class _Race:
         self.failed = False  # an attempt failed since the driver last looked
         self.result: Any = None
         self.error: BaseException | None = None
+        self.fatal: BaseException | None = None  # KeyboardInterrupt, SystemExit in an attempt
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -72,6 +73,12 @@ async def _attempt(
     except Exception as exc:
         race.error = exc
         race.failed = True
+    except anyio.get_cancelled_exc_class():
+        raise
+    except BaseException as exc:  # stop the race; raised as it is, not in an exception group
+        if race.fatal is None:
+            race.fatal = exc
+        race.scope.cancel()
     else:
         if not race.won:
             race.won = True
@@ -101,7 +108,8 @@ class Hedge(Policy):
       (the same object, unwrapped), as Polly returns the last outcome.
     - No attempt starts once the deadline in scope would have passed before it could start
       (the running ones go on; the deadline's own timeout cancels them).
-    - Cancellation, `KeyboardInterrupt` and `SystemExit` are never treated as a failed attempt.
+    - Cancellation, `KeyboardInterrupt` and `SystemExit` are never treated as a failed attempt;
+      the last two, raised by an attempt, stop the others and propagate unwrapped.
 
     Only hedge idempotent work: two attempts may both have their effect.
 
@@ -213,6 +221,12 @@ class Hedge(Policy):
                 race.waiter = None
                 if not waiter.cancel_called:  # the delay passed with no answer
                     started = self._start(tg, race, fn, args, kwargs, started)
+        if race.fatal is not None:
+            fatal = race.fatal
+            try:
+                raise fatal
+            finally:
+                del fatal, race
         if race.won:
             return race.result  # type: ignore[no-any-return]
         error = race.error
