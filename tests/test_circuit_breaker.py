@@ -695,6 +695,8 @@ def test_an_open_for_backoff_yielding_a_bad_delay_is_a_value_error(bad: float) -
     with pytest.raises(ValueError, match="open_for must yield delays >= 0 and finite"):
         trip(breaker, 1)
     assert breaker.state is CircuitState.CLOSED  # left as it was, not open for NaN seconds
+
+
 async def hang_on(clock: FakeClock) -> None:
     """A dependency that never answers; each loop step moves the fake clock on 10 ms."""
     while True:

@@ -19,6 +19,7 @@ from ._backoff import Backoff
 from ._budget import RetryBudget
 from ._bulkhead import Bulkhead
 from ._circuit_breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
+from ._dead_letter import DeadLetterQueue
 from ._deadline import current_deadline, remaining
 from ._errors import (
     BulkheadFullError,
@@ -34,6 +35,8 @@ from ._errors import (
     RetryBudgetExhausted,
     StoreUnavailable,
 )
+from ._fallback import Fallback
+from ._hedge import Hedge
 from ._idempotency import idempotent
 from ._policy import Pipeline, Policy
 from ._rate_limit import Decision, SlidingWindow, TokenBucket
@@ -49,8 +52,11 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "CountWindow",
+    "DeadLetterQueue",
     "DeadlineExceeded",
     "Decision",
+    "Fallback",
+    "Hedge",
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyReused",

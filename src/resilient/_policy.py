@@ -28,7 +28,7 @@ from typing import Any, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self
 
-from ._scopes import ScopeStack
+from ._scopes import ScopeStack, caller_frame
 
 __all__ = ["Pipeline", "Policy", "is_async_callable"]
 
@@ -207,7 +207,7 @@ class Pipeline(Policy):
             for policy in self.policies:
                 stack.enter_context(policy)  # type: ignore[arg-type]
             unwind.pop_all()
-        _PIPELINE_BLOCKS.push(self, stack)
+        _PIPELINE_BLOCKS.push(self, stack, caller_frame(1))
         return self
 
     def __exit__(
@@ -216,7 +216,7 @@ class Pipeline(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        return bool(_PIPELINE_BLOCKS.pop(self).__exit__(exc_type, exc, tb))
+        return bool(_PIPELINE_BLOCKS.pop(self, caller_frame(1)).__exit__(exc_type, exc, tb))
 
     async def __aenter__(self) -> Self:
         """Enter every member's block, outermost first (``async with pipeline:``).
@@ -231,7 +231,7 @@ class Pipeline(Policy):
             for policy in self.policies:
                 await stack.enter_async_context(policy)  # type: ignore[arg-type]
             unwind.pop_all()
-        _ASYNC_PIPELINE_BLOCKS.push(self, stack)
+        _ASYNC_PIPELINE_BLOCKS.push(self, stack, caller_frame(1))
         return self
 
     async def __aexit__(
@@ -240,7 +240,7 @@ class Pipeline(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        return bool(await _ASYNC_PIPELINE_BLOCKS.pop(self).__aexit__(exc_type, exc, tb))
+        return bool(await _ASYNC_PIPELINE_BLOCKS.pop(self, caller_frame(1)).__aexit__(exc_type, exc, tb))
 
     def __len__(self) -> int:
         return len(self.policies)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing_extensions import assert_type
 
 import resilient
+from resilient.stores import MemoryStore
 
 
 @resilient.Pipeline()
@@ -196,3 +197,46 @@ async def check_idempotent() -> None:
 
 
 def takes_str_int(fn: Callable[[str, int], float]) -> None: ...
+
+
+fallback = resilient.Fallback(value=0.0)
+hedge = resilient.Hedge(0.1)
+dlq = resilient.DeadLetterQueue("typing", store=MemoryStore())
+
+
+@fallback
+def degraded(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@fallback
+async def adegraded(x: int) -> str:
+    return str(x)
+
+
+@hedge
+async def hedged(x: int) -> bytes:
+    return b"x" * x
+
+
+@dlq.capture()
+def captured(x: int, *, y: str = "") -> float:
+    return float(x)
+
+
+@dlq.capture(on=ValueError, reraise=True)
+async def acaptured(x: int) -> str:
+    return str(x)
+
+
+async def check_degradation_and_dead_letters() -> None:
+    assert_type(degraded(1, y="a"), float)
+    assert_type(await adegraded(1), str)
+    assert_type(await hedged(2), bytes)
+    assert_type(await hedge.acall(hedged, 3), bytes)
+    assert_type(fallback.call(degraded, 1), float)
+    assert_type(captured(1, y="a"), float | None)
+    assert_type(await acaptured(1), str | None)
+    assert_type(dlq.count(), int)
+    assert_type(dlq.replay().replayed, int)
+    assert_type([entry.attempts for entry in await dlq.alist(10)], list[int])

@@ -39,7 +39,9 @@ from ._keys import _verbatim, storage_key
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker, _MemoryBackend
     from .._clock import Clock
+    from .._dead_letter import DeadLetterQueue
     from .._rate_limit import RateLimiter
+    from ._memory_dead_letter import _MemoryDeadLetters
     from ._memory_idempotency import _MemoryIdempotency
 
 __all__ = ["MemoryStore"]
@@ -169,6 +171,12 @@ class MemoryStore:
             if binding is None:
                 binding = self._idempotency[clock] = _MemoryIdempotency(self, clock)
             return binding
+
+    def _bind_dead_letters(self, queue: DeadLetterQueue) -> _MemoryDeadLetters:
+        # Parked entries are per queue name, kept outside the keys (no max_keys, no expiry).
+        from ._memory_dead_letter import bind
+
+        return bind(self, queue)
 
 
 class _Binding:

@@ -74,8 +74,10 @@ from ._keys import _verbatim, storage_key
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker
     from .._clock import Clock
+    from .._dead_letter import DeadLetterQueue
     from .._rate_limit import RateLimiter
     from ._redis_breaker import _RedisCircuitBackend
+    from ._redis_dead_letter import _RedisDeadLetters
     from ._redis_idempotency import _RedisIdempotency
 
 __all__ = ["RedisStore"]
@@ -357,6 +359,11 @@ class RedisStore:
         from ._redis_idempotency import _RedisIdempotency
 
         return _RedisIdempotency(self)
+
+    def _bind_dead_letters(self, queue: DeadLetterQueue) -> _RedisDeadLetters:
+        from ._redis_dead_letter import _RedisDeadLetters
+
+        return _RedisDeadLetters(self, queue.name, queue.max_length)
 
 
 class _RedisRateLimiter:
