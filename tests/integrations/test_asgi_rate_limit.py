@@ -128,7 +128,9 @@ async def test_legacy_headers_are_opt_in_and_the_apps_own_values_win() -> None:
 
     clock = FakeClock()
     limiter = TokenBucket(rate=1.0, capacity=5, clock=clock)
-    app = RateLimitMiddleware(app_with_own, limiter=limiter, key=client_address, legacy_headers=True)
+    app = RateLimitMiddleware(
+        app_with_own, limiter=limiter, key=client_address, legacy_headers=True
+    )
     async with client(app) as http:
         response = await http.get("/")
     assert response.headers.get_list("x-ratelimit-limit") == ["7"]
@@ -160,7 +162,11 @@ async def test_lifespan_and_websocket_scopes_pass_through_uncharged() -> None:
     assert await run_lifespan(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     for _ in range(3):
         sent = await run_websocket(app)
-        assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+        assert [m["type"] for m in sent] == [
+            "websocket.accept",
+            "websocket.send",
+            "websocket.close",
+        ]
     assert limiter.try_acquire("127.0.0.1").allowed
 
 
