@@ -252,3 +252,36 @@ def test_every_ratelimit_header_written_parses_with_an_independent_parser(
         if response.status_code == 429:
             assert json.loads(response.content)["violated-policies"] == [name]
             assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_starlette_and_fastapi_add_middleware() -> None:
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello", headers={"RateLimit": '"inner";r=1'})
+
+    starlette_app = Starlette(routes=[Route("/", hello)])
+    fastapi_app = FastAPI()
+
+    @fastapi_app.get("/")
+    async def fastapi_hello() -> PlainTextResponse:
+        return PlainTextResponse("hello", headers={"RateLimit": '"inner";r=1'})
+
+    for app in (starlette_app, fastapi_app):
+        limiter = TokenBucket(rate=1.0, capacity=2, clock=FakeClock())
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, key=client_address)
+        async with client(app) as http:
+            first = await http.get("/")
+            await http.get("/")
+            refused = await http.get("/")
+        assert first.text == "hello"
+        # The app's own RateLimit field line and ours parse as one list.
+        joined = ", ".join(first.headers.get_list("ratelimit")).encode()
+        assert http_sf.parse(joined, tltype="list") == [
+            ("inner", {"r": 1}),
+            ("default", {"r": 1, "t": 1}),
+        ]
+        assert refused.status_code == 429
