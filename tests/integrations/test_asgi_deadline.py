@@ -176,6 +176,18 @@ async def test_the_apps_own_deadline_exceeded_before_the_request_deadline_propag
             await http.get("/", headers={"x-request-timeout": "60"})
 
 
+async def test_the_apps_own_deadline_exceeded_after_the_request_deadline_is_a_504() -> None:
+    clock = FakeClock()
+
+    async def overran(scope: Any, receive: Any, send: Any) -> None:
+        clock.advance(2.0)  # the request's second has gone by
+        raise resilient.DeadlineExceeded(timeout=1.0)
+
+    async with client(DeadlineMiddleware(overran, clock=clock)) as http:
+        response = await http.get("/", headers={"grpc-timeout": "1S"})
+    assert response.status_code == 504
+
+
 async def test_the_deadline_is_reset_after_the_request() -> None:
     app = DeadlineMiddleware(ok_app)
     async with client(app) as http:
