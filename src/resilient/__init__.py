@@ -28,6 +28,8 @@ from ._errors import (
     RetryBudgetExhausted,
     StoreUnavailable,
 )
+from ._fallback import Fallback
+from ._hedge import Hedge
 from ._policy import Pipeline, Policy
 from ._rate_limit import Decision, SlidingWindow, TokenBucket
 from ._retry import Retry, retry
@@ -44,6 +46,8 @@ __all__ = [
     "CountWindow",
     "DeadlineExceeded",
     "Decision",
+    "Fallback",
+    "Hedge",
     "IdempotencyError",
     "IdempotencyInProgress",
     "IdempotencyKeyReused",

@@ -58,6 +58,7 @@ __all__ = [
     "BulkheadConfig",
     "CircuitBreakerConfig",
     "CountWindowConfig",
+    "FallbackConfig",
     "PipelineConfig",
     "PolicyConfig",
     "RateLimiterConfig",
@@ -336,6 +337,24 @@ class TimeoutConfig(PolicyConfig):
         return Timeout(self.seconds, name=name)
 
 
+class FallbackConfig(PolicyConfig):
+    """The ``fallback`` section: ``{"value": ..., "on": ["TimeoutError", ...]}``.
+
+    ``value`` is any JSON value, returned in place of a matching failure; ``on`` lists
+    exception classes by dotted name, as in `RetryConfig` (default: every `Exception`).
+    A handler is code, not configuration.
+    """
+
+    value: Any
+    on: Annotated[tuple[_ExceptionType, ...], Field(min_length=1)] | None = None
+
+    def build(self, name: str) -> Policy:
+        """A `Fallback` named after the pipeline."""
+        from ._fallback import Fallback
+
+        return Fallback(self.value, on=self.on if self.on is not None else Exception, name=name)
+
+
 class _Section(Protocol):
     def build(self, name: str) -> Policy: ...
 
@@ -413,6 +432,7 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    fallback: FallbackConfig | None = None
     timeout: TimeoutConfig | None = None
     retry: RetryConfig | None = None
     attempt_timeout: TimeoutConfig | None = None
