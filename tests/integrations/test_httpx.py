@@ -26,6 +26,7 @@ from resilient import (
     CircuitBreaker,
     CircuitOpenError,
     DeadlineExceeded,
+    Hedge,
     RateLimitedError,
     Retry,
     RetryBudget,
@@ -934,3 +935,101 @@ def test_tightened_lowers_each_entry_and_fills_missing_ones() -> None:
     assert transports.tightened(None, 2.0) == dict.fromkeys(
         ("connect", "read", "write", "pool"), 2.0
     )
+
+
+# -- hedging (async only) ------------------------------------------------------------------------
+
+
+def _hedged(handler: Callable[..., Any], **options: Any) -> AsyncResilientTransport:
+    return AsyncResilientTransport(
+        httpx.MockTransport(handler), hedge=Hedge(0.5, clock=FakeClock()), **options
+    )
+
+
+async def test_a_slow_idempotent_request_is_hedged_and_the_slow_attempt_cancelled() -> None:
+    seen: list[str] = []
+    cancelled: list[str] = []
+    events: list[Any] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("idempotency-key", ""))
+        if len(seen) == 1:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cancelled.append("first")
+        return httpx.Response(200, content=b"second")
+
+    subscribe(events.append)
+    try:
+        async with httpx.AsyncClient(transport=_hedged(handler)) as client:
+            response = await client.get(URL)
+    finally:
+        unsubscribe(events.append)
+    assert response.content == b"second"
+    assert len(seen) == 2
+    assert cancelled == ["first"]
+    hedges = [e for e in events if type(e).__name__ == "HedgeStarted"]
+    assert [(e.policy, e.name, e.attempt) for e in hedges] == [
+        ("hedge", "AsyncResilientTransport", 2)
+    ]
+
+
+async def test_post_and_streamed_bodies_are_not_hedged() -> None:
+    calls: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        await anyio.sleep(0.01)  # a hedge on the FakeClock would start meanwhile
+        return httpx.Response(200)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"chunk"
+
+    async with httpx.AsyncClient(transport=_hedged(handler)) as client:
+        await client.post(URL, json={})
+        await client.put(URL, content=body())
+    assert calls == ["POST", "PUT"]
+
+
+async def test_keyed_posts_are_hedged_with_one_key() -> None:
+    keys: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["idempotency-key"])
+        if len(keys) == 1:
+            await anyio.sleep_forever()
+        return httpx.Response(201)
+
+    transport = _hedged(handler, idempotency_keys=True)
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.post(URL, json={"a": 1})).status_code == 201
+    assert len(keys) == 2
+    assert keys[0] == keys[1]
+
+
+async def test_responses_that_lose_the_race_are_closed() -> None:
+    streams: dict[bytes, Tracked] = {}
+    gate = anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        name = b"%d" % (len(streams) + 1)
+        streams[name] = Tracked([name])
+        if name == b"1":
+            await gate.wait()
+        else:
+            gate.set()  # the first attempt wakes up as the second one wins
+        return httpx.Response(200, stream=streams[name])
+
+    async with httpx.AsyncClient(transport=_hedged(handler)) as client:
+        response = await client.get(URL)
+    losers = [stream for name, stream in streams.items() if name != response.content]
+    assert len(losers) == 1
+    assert losers[0].closed
+
+
+def test_hedging_is_refused_by_the_sync_transport_and_checked_by_the_async_one() -> None:
+    with pytest.raises(TypeError, match="hedge is async only"):
+        ResilientTransport(hedge=Hedge(0.1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="hedge must be"):
+        AsyncResilientTransport(hedge=0.1)  # type: ignore[arg-type]

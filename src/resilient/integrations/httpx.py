@@ -60,6 +60,7 @@ from .._events import (
     RetryBudgetExhaustedEvent,
     RetryScheduled,
 )
+from .._hedge import Hedge
 from .._rate_limit import RateLimiter, _check_int
 from .._retry import Retry
 from ._timeout_header import format_grpc_timeout
@@ -260,15 +261,7 @@ class _Settings:
         Adds an ``Idempotency-Key`` when asked to, deposits in the retry budget and checks
         that unlimited attempts are bounded.
         """
-        method = request.method
-        idempotent = method in IDEMPOTENT_METHODS
-        if not idempotent:
-            if "idempotency-key" in request.headers:
-                idempotent = True
-            elif self.idempotency_keys and method in KEYED_METHODS:
-                # An sf-string, as draft-ietf-httpapi-idempotency-key-header writes it.
-                request.headers["Idempotency-Key"] = f'"{uuid.uuid4()}"'
-                idempotent = True
+        idempotent = self.idempotent(request)
         if self.unbounded and get_deadline() is None:
             raise ValueError(
                 "the transport's Retry has attempts=None and no max_elapsed: send the request "
@@ -277,6 +270,19 @@ class _Settings:
         if self.budget is not None:
             self.budget.deposit()
         return idempotent, self.clock.monotonic() if self.max_elapsed is not None else 0.0
+
+    def idempotent(self, request: httpx.Request) -> bool:
+        """Whether ``request`` may be sent twice (adding a key first when asked to)."""
+        method = request.method
+        if method in IDEMPOTENT_METHODS:
+            return True
+        if "idempotency-key" in request.headers:
+            return True
+        if self.idempotency_keys and method in KEYED_METHODS:
+            # An sf-string, as draft-ietf-httpapi-idempotency-key-header writes it.
+            request.headers["Idempotency-Key"] = f'"{uuid.uuid4()}"'
+            return True
+        return False
 
     def prepare(self, request: httpx.Request, extensions: dict[str, Any]) -> None:
         """Before each attempt: fit the timeouts (and the header) to the deadline in scope.
@@ -512,6 +518,7 @@ class ResilientTransport(httpx.BaseTransport):
         deadline_header: the header for ``propagate_deadline``.
         idempotency_keys: add a fresh ``Idempotency-Key`` to POST and PATCH requests that lack
             one, so that they may be retried (the server must honour the key).
+        hedge: only None here; hedging is async only (see `AsyncResilientTransport`).
 
     Raises:
         TypeError: an argument has the wrong type (the message names it).
@@ -533,7 +540,13 @@ class ResilientTransport(httpx.BaseTransport):
         propagate_deadline: bool = False,
         deadline_header: str = "grpc-timeout",
         idempotency_keys: bool = False,
+        hedge: None = None,
     ) -> None:
+        if hedge is not None:
+            raise TypeError(
+                f"hedge is async only, got {hedge!r}: a thread cannot be cancelled, so a losing "
+                "attempt could not be stopped; use AsyncResilientTransport to hedge"
+            )
         if transport is None:
             transport = httpx.HTTPTransport()
         _check_transport(
@@ -653,12 +666,19 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
     those of `ResilientTransport`. Sleeps go through the retry's clock (anyio: asyncio and
     trio alike).
 
+    ``hedge=Hedge(delay, max_hedged=n)`` hedges the requests that may be sent twice
+    (idempotent, with a body held in memory): when one has not been answered after ``delay``
+    seconds, another copy is sent, up to ``n`` more; the first response wins, the other
+    attempts are cancelled and awaited, and responses that lost are closed. Each copy goes
+    through the retries, the breaker and the limiter on its own. A `Hedge` without a name
+    takes the transport's name in its `HedgeStarted` events.
+
     Raises:
         TypeError: an argument has the wrong type (the message names it).
         ValueError: an argument is out of range.
     """
 
-    __slots__ = ("_settings", "_transport")
+    __slots__ = ("_hedge", "_settings", "_transport")
 
     def __init__(
         self,
@@ -673,6 +693,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         propagate_deadline: bool = False,
         deadline_header: str = "grpc-timeout",
         idempotency_keys: bool = False,
+        hedge: Hedge | None = None,
     ) -> None:
         if transport is None:
             transport = httpx.AsyncHTTPTransport()
@@ -692,6 +713,17 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             deadline_header,
             idempotency_keys,
         )
+        if hedge is not None:
+            if not isinstance(hedge, Hedge):
+                raise TypeError(f"hedge must be a resilient.Hedge or None, got {hedge!r}")
+            if hedge.name is None:
+                hedge = Hedge(
+                    hedge.delay,
+                    max_hedged=hedge.max_hedged,
+                    name=self._settings.name,
+                    clock=hedge._clock,
+                )
+        self._hedge = hedge
 
     @property
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -699,7 +731,43 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         return self._transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` through the inner transport, retrying as the rules allow."""
+        """Send ``request`` through the inner transport, retrying (and hedging) as configured."""
+        hedge = self._hedge
+        if (
+            hedge is not None
+            and isinstance(request.stream, httpx.ByteStream)
+            and self._settings.idempotent(request)
+        ):
+            return await self._hedged(hedge, request)
+        return await self._send(request)
+
+    async def _hedged(self, hedge: Hedge, request: httpx.Request) -> httpx.Response:
+        """Race copies of ``request`` under ``hedge``; close every response that lost."""
+        responses: list[httpx.Response] = []
+
+        async def attempt() -> httpx.Response:
+            copy = httpx.Request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                stream=request.stream,
+                extensions=dict(request.extensions),
+            )
+            response = await self._send(copy)
+            responses.append(response)
+            return response
+
+        winner = None
+        try:
+            winner = await hedge.acall(attempt)
+        finally:
+            for response in responses:
+                if response is not winner:
+                    await response.aclose()
+        return winner
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """The retry loop of one request (or of one hedged copy)."""
         settings = self._settings
         send = self._transport.handle_async_request
         idempotent, start = settings.begin(request)
