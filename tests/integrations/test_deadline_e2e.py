@@ -49,16 +49,28 @@ class Back:
 def front_app(back_url: str) -> Starlette:
     """The first service: works a little, then calls the back service through the transport."""
 
+    # Built once, outside the requests (building one takes a while: its TLS context); no
+    # keep-alive, so that no pooled connection outlives the test.
+    no_keep_alive = httpx.Limits(max_keepalive_connections=0)
+    clients = {
+        propagate: httpx.AsyncClient(
+            transport=AsyncResilientTransport(
+                httpx.AsyncHTTPTransport(limits=no_keep_alive),
+                retry=Retry(attempts=1),
+                propagate_deadline=propagate,
+            )
+        )
+        for propagate in (True, False)
+    }
+
     async def endpoint(request: Request) -> JSONResponse:
         arrived = resilient.remaining()
         await anyio.sleep(WORK)
         if request.query_params.get("block"):
             time.sleep(float(request.query_params["block"]))  # spend the budget, blocking
-        propagate = request.query_params.get("propagate", "1") == "1"
-        transport = AsyncResilientTransport(retry=Retry(attempts=1), propagate_deadline=propagate)
-        async with httpx.AsyncClient(transport=transport) as client:
-            sent = resilient.remaining()
-            answer = (await client.get(back_url)).json()
+        client = clients[request.query_params.get("propagate", "1") == "1"]
+        sent = resilient.remaining()
+        answer = (await client.get(back_url)).json()
         return JSONResponse({"arrived": arrived, "sent": sent, "back": answer})
 
     app = Starlette(routes=[Route("/", endpoint)])

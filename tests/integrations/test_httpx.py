@@ -9,6 +9,7 @@ Every behaviour runs three ways: `ResilientTransport` under `httpx.Client`, and
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from resilient import (
     Backoff,
     CircuitBreaker,
     CircuitOpenError,
+    CircuitState,
     DeadlineExceeded,
     Hedge,
     RateLimitedError,
@@ -35,6 +37,7 @@ from resilient import (
 from resilient.instrumentation import subscribe, unsubscribe
 from resilient.integrations import httpx as transports
 from resilient.integrations.httpx import AsyncResilientTransport, ResilientTransport
+from resilient.stores import RedisStore
 from resilient.testing import FakeClock, no_waiting
 
 from ._httpx_servers import Server, closed_port
@@ -601,6 +604,62 @@ def test_the_breakers_are_an_lru_of_max_hosts(mode: str) -> None:
     assert len(made) == 4
 
 
+def test_one_transport_shared_by_threads_makes_one_breaker_per_origin() -> None:
+    made: list[str] = []
+    transport = ResilientTransport(
+        httpx.MockTransport(Upstream(200)), breaker_factory=_factory(made, FakeClock())
+    )
+
+    def work() -> None:
+        client = httpx.Client(transport=transport)
+        for i in range(40):
+            assert client.get(f"https://h{i % 4}.test/").status_code == 200
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(made) == [f"https://h{i}.test:443" for i in range(4)]
+
+
+def test_a_breaker_shared_through_redis_counts_the_sync_transports_attempts(
+    redis_client: Any,
+) -> None:
+    breaker = CircuitBreaker(
+        "httpx-sync", failure_rate=None, consecutive_failures=2, store=RedisStore(redis_client)
+    )
+    upstream = Upstream(503)
+    session = Session("sync", upstream, retry=Retry(attempts=1), breaker=breaker)
+    session.request()
+    session.request()
+    with pytest.raises(CircuitOpenError):
+        session.request()
+    assert upstream.attempts() == 2
+
+
+async def test_a_breaker_shared_through_redis_counts_the_async_transports_attempts(
+    async_redis_client: Any,
+) -> None:
+    breaker = CircuitBreaker(
+        "httpx-async",
+        failure_rate=None,
+        consecutive_failures=2,
+        store=RedisStore(async_redis_client),
+    )
+    upstream = Upstream(503, 503, 200)
+    transport = AsyncResilientTransport(
+        httpx.MockTransport(upstream), retry=Retry(attempts=1), breaker=breaker
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get(URL)).status_code == 503
+        assert (await client.get(URL)).status_code == 503
+        with pytest.raises(CircuitOpenError):
+            await client.get(URL)
+    assert upstream.attempts() == 2
+    assert (await breaker.ametrics()).state == CircuitState.OPEN
+
+
 # -- limiter --------------------------------------------------------------------------------------
 
 
@@ -620,9 +679,18 @@ def test_no_time_left_raises_before_sending(mode: str) -> None:
     retry, clock = quick()
     upstream = Upstream(200)
     session = Session(mode, upstream, retry=retry)
-    with pytest.raises(DeadlineExceeded):
-        session.request(deadline=1.0, clock=clock, before=lambda: clock.advance(2.0))
+    events: list[Any] = []
+    subscribe(events.append)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            session.request(deadline=1.0, clock=clock, before=lambda: clock.advance(2.0))
+    finally:
+        unsubscribe(events.append)
     assert upstream.attempts() == 0
+    name = "ResilientTransport" if mode == "sync" else "AsyncResilientTransport"
+    assert ("DeadlineExceededEvent", "timeout", name) in [
+        (type(e).__name__, e.policy, e.name) for e in events
+    ]
 
 
 def test_timeouts_are_tightened_to_the_deadline_in_a_fresh_dict_per_attempt(mode: str) -> None:
