@@ -8,6 +8,7 @@ Every behaviour runs three ways: `ResilientTransport` under `httpx.Client`, and
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -967,6 +968,7 @@ def _response(**headers: str) -> httpx.Response:
 def test_retry_after_parses_both_forms_and_ignores_the_rest() -> None:
     assert transports.retry_after(_response()) is None
     assert transports.retry_after(_response(**{"Retry-After": " 120 "})) == 120.0
+    assert transports.retry_after(_response(**{"Retry-After": "9" * 5000})) == math.inf
     assert transports.retry_after(_response(**{"Retry-After": "1e3"})) is None
     arabic_three = httpx.Response(503, headers=[(b"Retry-After", "\u0663".encode())])
     assert transports.retry_after(arabic_three) is None
@@ -1101,3 +1103,10 @@ def test_hedging_is_refused_by_the_sync_transport_and_checked_by_the_async_one()
         ResilientTransport(hedge=Hedge(0.1))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="hedge must be"):
         AsyncResilientTransport(hedge=0.1)  # type: ignore[arg-type]
+
+
+def test_a_huge_retry_after_waits_max_delay_hint(mode: str) -> None:
+    retry, clock = quick(max_delay_hint=30.0)
+    upstream = Upstream((503, {"Retry-After": "9" * 400}), 200)
+    assert Session(mode, upstream, retry=retry).request().status_code == 200
+    assert clock.sleeps == [30.0]

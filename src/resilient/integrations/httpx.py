@@ -110,7 +110,8 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(int(value))
+        # Beyond 15 digits (over 31 million years) a float cannot hold it; any cap is lower.
+        return float(int(value)) if len(value) <= 15 else math.inf
     when = _http_date(value)
     if when is None:
         return None
@@ -126,7 +127,7 @@ def _http_date(value: str | None) -> datetime | None:
         return None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:  # pragma: no cover - Python < 3.10 returned None
         return None
