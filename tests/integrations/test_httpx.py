@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -1110,3 +1112,25 @@ def test_a_huge_retry_after_waits_max_delay_hint(mode: str) -> None:
     upstream = Upstream((503, {"Retry-After": "9" * 400}), 200)
     assert Session(mode, upstream, retry=retry).request().status_code == 200
     assert clock.sleeps == [30.0]
+
+
+# -- imports --------------------------------------------------------------------------------------
+
+_PROBE = """
+import sys
+import resilient, resilient.config, resilient.testing, resilient.instrumentation
+assert "httpx" not in sys.modules, "the core imported httpx"
+sys.modules["httpx"] = None  # as if it were not installed
+try:
+    import resilient.integrations.httpx
+except ImportError as error:
+    print(error)
+"""
+
+
+def test_the_core_never_imports_httpx_and_the_integration_says_how_to_install_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'resilient-patterns[httpx]'" in done.stdout
