@@ -12,7 +12,7 @@ BUILD_INPUTS := pyproject.toml setup.py src/resilient/_speedups.c
 HASH := $(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 installed = $(VENV)/.installed-$(1)-$(HASH)
 
-.PHONY: demo test lint format bench docs clean distclean venv redis
+.PHONY: demo test lint format bench docs clean distclean venv redis wrk
 
 $(BIN)/python:
 	@bash scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
@@ -29,10 +29,13 @@ venv: $(call installed,dev)
 redis:
 	@bash scripts/ensure-redis.sh
 
+wrk:
+	@bash scripts/ensure-wrk.sh
+
 demo: $(call installed,demo)
 	$(BIN)/python examples/storm.py
 
-test: $(call installed,dev) redis
+test: $(call installed,dev) redis wrk
 	$(BIN)/python -m pytest
 
 lint: $(call installed,dev)

@@ -128,7 +128,9 @@ async def test_legacy_headers_are_opt_in_and_the_apps_own_values_win() -> None:
 
     clock = FakeClock()
     limiter = TokenBucket(rate=1.0, capacity=5, clock=clock)
-    app = RateLimitMiddleware(app_with_own, limiter=limiter, key=client_address, legacy_headers=True)
+    app = RateLimitMiddleware(
+        app_with_own, limiter=limiter, key=client_address, legacy_headers=True
+    )
     async with client(app) as http:
         response = await http.get("/")
     assert response.headers.get_list("x-ratelimit-limit") == ["7"]
@@ -160,7 +162,11 @@ async def test_lifespan_and_websocket_scopes_pass_through_uncharged() -> None:
     assert await run_lifespan(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     for _ in range(3):
         sent = await run_websocket(app)
-        assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+        assert [m["type"] for m in sent] == [
+            "websocket.accept",
+            "websocket.send",
+            "websocket.close",
+        ]
     assert limiter.try_acquire("127.0.0.1").allowed
 
 
@@ -246,3 +252,36 @@ def test_every_ratelimit_header_written_parses_with_an_independent_parser(
         if response.status_code == 429:
             assert json.loads(response.content)["violated-policies"] == [name]
             assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_starlette_and_fastapi_add_middleware() -> None:
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello", headers={"RateLimit": '"inner";r=1'})
+
+    starlette_app = Starlette(routes=[Route("/", hello)])
+    fastapi_app = FastAPI()
+
+    @fastapi_app.get("/")
+    async def fastapi_hello() -> PlainTextResponse:
+        return PlainTextResponse("hello", headers={"RateLimit": '"inner";r=1'})
+
+    for app in (starlette_app, fastapi_app):
+        limiter = TokenBucket(rate=1.0, capacity=2, clock=FakeClock())
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, key=client_address)
+        async with client(app) as http:
+            first = await http.get("/")
+            await http.get("/")
+            refused = await http.get("/")
+        assert first.text == "hello"
+        # The app's own RateLimit field line and ours parse as one list.
+        joined = ", ".join(first.headers.get_list("ratelimit")).encode()
+        assert http_sf.parse(joined, tltype="list") == [
+            ("inner", {"r": 1}),
+            ("default", {"r": 1, "t": 1}),
+        ]
+        assert refused.status_code == 429

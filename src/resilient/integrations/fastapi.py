@@ -7,7 +7,7 @@ from resilient.integrations.asgi import client_address
 from resilient.integrations.fastapi import RateLimit
 
 app = FastAPI()
-five_a_minute = RateLimit(TokenBucket.parse("5/minute"), key=client_address)
+five_a_minute = RateLimit(TokenBucket(rate=5 / 60, capacity=5), key=client_address)
 
 
 @app.get("/search", dependencies=[Depends(five_a_minute)])

@@ -47,12 +47,15 @@ def _address(entry: str) -> str | None:
     except ValueError:
         pass
     if entry.startswith("["):
-        host, bracket, _ = entry[1:].partition("]")
-        if not bracket:
+        host, bracket, port = entry[1:].partition("]")
+        if not bracket or not port.startswith(":"):
             return None
+        port = port[1:]
     elif entry.count(":") == 1:
-        host = entry.partition(":")[0]
+        host, _, port = entry.partition(":")
     else:
+        return None
+    if not (1 <= len(port) <= 5 and port.isascii() and port.isdigit()):
         return None
     try:
         return str(ipaddress.ip_address(host))

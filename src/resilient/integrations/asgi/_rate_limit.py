@@ -94,7 +94,7 @@ class RateLimitMiddleware:
 
     app = Starlette()
     app.add_middleware(
-        RateLimitMiddleware, limiter=TokenBucket.parse("100/minute"), key=client_address
+        RateLimitMiddleware, limiter=TokenBucket(rate=100 / 60, capacity=100), key=client_address
     )
     ```
 
