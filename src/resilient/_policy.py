@@ -240,7 +240,9 @@ class Pipeline(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        return bool(await _ASYNC_PIPELINE_BLOCKS.pop(self, caller_frame(1)).__aexit__(exc_type, exc, tb))
+        return bool(
+            await _ASYNC_PIPELINE_BLOCKS.pop(self, caller_frame(1)).__aexit__(exc_type, exc, tb)
+        )
 
     def __len__(self) -> int:
         return len(self.policies)
