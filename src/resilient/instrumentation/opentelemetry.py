@@ -44,6 +44,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from .._circuit_breaker import CircuitState
 from .._events import (
     HUB,
     CallCompleted,
@@ -59,7 +60,8 @@ from .._events import (
 
 __all__ = ["OpenTelemetryInstrumentation"]
 
-_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
+# Every state a breaker can report, so each gets its 0/1 series from the first scrape.
+_STATES = tuple(state.value for state in CircuitState)
 
 
 def _api() -> tuple[Any, Any]:
