@@ -636,3 +636,35 @@ async def test_async_policies_keep_their_store_failure_behaviour(
         await store.client.aclose()
     else:
         store.client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RedisStore sends its scripts through the client's own retries: a redis.Redis built "
+    "with redis-py's defaults (10 retries with backoff) takes seconds to give up, not twice "
+    "its socket timeout (DESIGN §3); RedisStore.from_url builds a client without retries",
+)
+def test_a_client_with_redis_py_default_retries_gives_up_within_twice_its_socket_timeout(
+    fault_redis: RedisServer, reliability_tally: Callable[[str], Tally]
+) -> None:
+    client = redis.Redis(
+        host=fault_redis.host,
+        port=fault_redis.port,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+    )
+    limiter = TokenBucket(
+        rate=1.0, capacity=5, store=RedisStore(client, on_error="deny", error_retry_after=1.0)
+    )
+    assert limiter.try_acquire().allowed
+    fault_redis.stop()
+    try:
+        started = time.monotonic()
+        decision = limiter.try_acquire()
+        elapsed = time.monotonic() - started
+    finally:
+        fault_redis.start()
+        client.close()
+    reliability_tally("faults").most("default_retries_client_call_s", elapsed)
+    assert not decision.allowed
+    assert elapsed < BOUND, f"{elapsed:.2f}s"
