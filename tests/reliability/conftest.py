@@ -71,8 +71,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if part is None:
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
+        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
         with _lock:
-            _outcomes.setdefault(part, Counter())[report.outcome] += 1
+            _outcomes.setdefault(part, Counter())[outcome] += 1
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
