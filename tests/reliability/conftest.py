@@ -23,7 +23,7 @@ from .._redis_server import RedisServer, find_redis_server
 
 RESULTS = Path(__file__).resolve().parents[2] / ".reliability"
 
-_tallies: dict[str, Counter[str]] = {}
+_tallies: dict[str, Tally] = {}
 _outcomes: dict[str, Counter[str]] = {}
 _maxima: dict[str, dict[str, float]] = {}
 _lock = threading.Lock()
@@ -60,7 +60,7 @@ def reliability_tally() -> Callable[[str], Tally]:
             tally = _tallies.get(part)
             if tally is None:
                 tally = _tallies[part] = Tally(part)
-            return tally  # type: ignore[return-value]
+            return tally
 
     return get
 
