@@ -98,7 +98,12 @@ def redis_binary(name: str = "redis-server") -> str:
     """The path of ``redis-server`` (or ``redis-cli``); skip without it, fail under CI=true."""
     import shutil
 
-    found = find_redis_server() if name == "redis-server" else shutil.which(name)
+    if name == "redis-server":
+        found = find_redis_server()
+    else:  # next to $REDIS_SERVER, else on PATH
+        server = os.environ.get("REDIS_SERVER")
+        sibling = Path(server).with_name(name) if server else None
+        found = str(sibling) if sibling and os.access(sibling, os.X_OK) else shutil.which(name)
     if found is None:
         message = f"{name} is not installed (Debian: apt-get install redis-server)"
         if os.environ.get("CI", "").lower() == "true":
