@@ -12,7 +12,7 @@ BUILD_INPUTS := pyproject.toml setup.py src/resilient/_speedups.c
 HASH := $(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 installed = $(VENV)/.installed-$(1)-$(HASH)
 
-.PHONY: demo test lint format bench bench-commit docs clean distclean venv redis wrk
+.PHONY: demo test soak lint format bench bench-commit docs clean distclean venv redis wrk
 
 $(BIN)/python:
 	@bash scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
@@ -37,6 +37,11 @@ demo: $(call installed,demo)
 
 test: $(call installed,dev) redis wrk
 	$(BIN)/python -m pytest
+
+# Mixed load on a gateway and an upstream for DURATION seconds (default 600); fails when memory
+# or the Redis key count grows. Writes .reliability/soak/report.{md,json} (git-ignored).
+soak: $(call installed,dev) redis
+	$(BIN)/python scripts/soak.py
 
 lint: $(call installed,dev)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -48,9 +49,13 @@ class RedisServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, port: int | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.binary = binary
         self.port = port or free_port()
+        #: More redis-server options, e.g. ``("--cluster-enabled", "yes")``.
+        self.extra_args = tuple(extra_args)
         self.directory = Path(tempfile.mkdtemp(prefix="resilient-redis-"))
         self.log_path = self.directory / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -84,6 +89,7 @@ class RedisServer:
                 str(self.log_path),
                 "--protected-mode",
                 "no",
+                *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -113,6 +119,16 @@ class RedisServer:
             self.process.wait(timeout=10)
         self.process = None
 
+    def freeze(self) -> None:
+        """Suspend the server (SIGSTOP): it keeps its port and connections but answers nothing."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resume a frozen server (SIGCONT); it answers what it was sent meanwhile."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
     def restart(self) -> None:
         """Kill the server and start it again, empty, on the same port."""
         self.stop()
@@ -129,6 +145,7 @@ class RedisServer:
 
     def close(self) -> None:
         """Stop the server and remove its directory."""
+        self.thaw()
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -102,6 +102,13 @@ class _Script:
 
 def _describe(client: Any, prefix: str) -> str:
     """``redis://host:port/db (prefix 'p')`` for log lines: no password, no client internals."""
+    if hasattr(client, "get_default_node"):  # a cluster client: one of its nodes
+        node = client.get_default_node()
+        if node is None:  # an async cluster client before its first command
+            startup = getattr(getattr(client, "nodes_manager", None), "startup_nodes", None)
+            node = next(iter((startup or {}).values()), None)
+        where = f"redis-cluster://{getattr(node, 'host', '?')}:{getattr(node, 'port', '?')}"
+        return f"{where} (prefix {prefix!r})"
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
     if "path" in kwargs:
         where = f"unix://{kwargs['path']}"
@@ -199,7 +206,13 @@ class RedisStore:
         self.prefix = prefix
         self.on_error = on_error
         self.error_retry_after = float(error_retry_after)
-        self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+        # A cluster client raises RedisClusterException, which is not a RedisError, when no
+        # node answers or a slot has no node: an outage too.
+        self._errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.RedisError,
+            redis.exceptions.RedisClusterException,
+            OSError,
+        )
         self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self._scripts: dict[str, _Script] = {}
         # The first failure of an outage logs a WARNING, the first success after it an INFO.
