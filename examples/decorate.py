@@ -23,10 +23,10 @@ def flaky() -> str:
     return "ok"
 
 
-# Several policies: the first is outermost. A 1 s deadline around retries around a breaker.
+# Several policies: the first is outermost. A 5 s deadline around retries around a breaker.
 breaker = CircuitBreaker("inventory", consecutive_failures=3, open_for=30.0)
 guarded = Pipeline(
-    Timeout(1.0),
+    Timeout(5.0),
     Retry(on=ConnectionError, attempts=2, backoff=Backoff.constant(0.01)),
     breaker,
 )
