@@ -1,13 +1,22 @@
 """Every ```python block in README.md and docs/ runs.
 
-The blocks of one markdown file run in order, in one fresh namespace, in a fresh interpreter
-started in the repository root. Only blocks whose info string is exactly ``python`` run: use
-``pycon``, ``text`` or ``sh`` for snippets that are not meant to. A file that mentions
-``REDIS_URL`` gets the URL of the test redis-server in that environment variable.
+How blocks are selected, by the info string after the opening fence:
+
+- ``python``, or ``python title="..."``: resilient's own code. The blocks of one markdown file
+  run in order, in one fresh namespace, in a fresh interpreter started in the repository root.
+- ``python title="tenacity"`` (or another name in ``PEERS``): the peer library's side of a
+  migration guide. Each such block runs on its own, in its own interpreter, when that library
+  is installed (it is in the ``bench`` extra, not in ``dev``); otherwise its test is skipped,
+  saying so. The resilient side next to it always runs.
+- anything else (``pycon``, ``text``, ``sh``, ``python3``...): shown, never run.
+
+A file whose blocks mention ``REDIS_URL`` gets the URL of the test redis-server in that
+environment variable.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKDOWN = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 TIMEOUT = 60
 OPENING = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+RUNNABLE = re.compile(r'^python(?:\s+title="(?P<title>[^"]*)")?$')
+#: Libraries whose code the migration guides show next to resilient's, by import name.
+PEERS = frozenset({"tenacity", "pybreaker", "slowapi"})
 
 # Runs the blocks of one file: argv[1] is a JSON file of [filename, [[line, code], ...]].
 # Each block is compiled with blank lines in front, so tracebacks give markdown line numbers.
@@ -49,10 +61,11 @@ for line, code in blocks:
 class Block(NamedTuple):
     line: int  # 1-based line of the opening fence
     code: str
+    peer: str | None = None  # the peer library a block is written for, or None for resilient
 
 
 def python_blocks(text: str) -> list[Block]:
-    """The fenced blocks whose info string is exactly ``python``, in order."""
+    """The fenced blocks that run: info string ``python``, with at most a title; in order."""
     blocks: list[Block] = []
     lines = text.splitlines()
     i = 0
@@ -72,9 +85,17 @@ def python_blocks(text: str) -> list[Block]:
             body.append(lines[i])
             i += 1
         i += 1  # past the closing fence (or the end of the file: the block runs to the end)
-        if opening["info"].strip() == "python":
-            blocks.append(Block(start + 1, "\n".join(body) + "\n"))
+        runnable = RUNNABLE.match(opening["info"].strip())
+        if runnable is not None:
+            title = runnable["title"]
+            peer = title if title in PEERS else None
+            blocks.append(Block(start + 1, "\n".join(body) + "\n", peer))
     return blocks
+
+
+def own_blocks(text: str) -> list[Block]:
+    """The blocks of resilient's own code, which run together."""
+    return [block for block in python_blocks(text) if block.peer is None]
 
 
 def test_only_blocks_marked_exactly_python_are_found() -> None:
@@ -110,6 +131,27 @@ def test_only_blocks_marked_exactly_python_are_found() -> None:
     ]
 
 
+def test_titles_mark_peer_blocks() -> None:
+    text = "\n".join(
+        [
+            '```python title="tenacity"',  # 1
+            "import tenacity",
+            "```",
+            '```python title="resilient"',  # 4
+            "import resilient",
+            "```",
+            '```python title="tenacity" hl_lines="1"',  # 7: other options: not run
+            "x = 1",
+            "```",
+        ]
+    )
+    assert python_blocks(text) == [
+        Block(1, "import tenacity\n", "tenacity"),
+        Block(4, "import resilient\n"),
+    ]
+    assert own_blocks(text) == [Block(4, "import resilient\n")]
+
+
 def test_markdown_files_are_found() -> None:
     assert ROOT / "README.md" in MARKDOWN
     assert ROOT / "docs" / "index.md" in MARKDOWN
@@ -123,16 +165,52 @@ def _needs_redis(blocks: list[Block]) -> bool:
 
 
 def _param(path: Path) -> object:
-    needs_redis = _needs_redis(python_blocks(path.read_text(encoding="utf-8")))
+    needs_redis = _needs_redis(own_blocks(path.read_text(encoding="utf-8")))
     marks = [pytest.mark.redis] if needs_redis else []
     return pytest.param(path, marks=marks, id=str(path.relative_to(ROOT)))
 
 
 @pytest.mark.parametrize("path", [_param(path) for path in MARKDOWN])
 def test_markdown_examples_run(path: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    blocks = python_blocks(path.read_text(encoding="utf-8"))
+    blocks = own_blocks(path.read_text(encoding="utf-8"))
     if not blocks:
         return  # nothing to run
+    _run_blocks(path, blocks, request, tmp_path)
+
+
+def _peer_params() -> list[object]:
+    params = []
+    for path in MARKDOWN:
+        for block in python_blocks(path.read_text(encoding="utf-8")):
+            if block.peer is not None:
+                relative = path.relative_to(ROOT)
+                params.append(pytest.param(path, block, id=f"{relative}:{block.line}"))
+    return params
+
+
+@pytest.mark.parametrize(("path", "block"), _peer_params())
+def test_peer_examples_run(
+    path: Path, block: Block, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A peer library's side of a migration guide runs where that library is installed."""
+    assert block.peer is not None
+    if importlib.util.find_spec(block.peer) is None:
+        pytest.skip(f"{block.peer} is not installed (it is in the 'bench' extra)")
+    _run_blocks(path, [block], request, tmp_path)
+
+
+def test_migration_guides_show_both_sides() -> None:
+    guides = sorted((ROOT / "docs" / "migration").glob("*.md"))
+    assert guides, "docs/migration/ should hold the migration guides"
+    for guide in guides:
+        blocks = python_blocks(guide.read_text(encoding="utf-8"))
+        assert any(block.peer for block in blocks), f"{guide.name} shows no peer code"
+        assert any(block.peer is None for block in blocks), f"{guide.name} shows no resilient code"
+
+
+def _run_blocks(
+    path: Path, blocks: list[Block], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     relative = str(path.relative_to(ROOT))
     env = dict(os.environ)
     if _needs_redis(blocks):
@@ -140,7 +218,8 @@ def test_markdown_examples_run(path: Path, request: pytest.FixtureRequest, tmp_p
     src = str(ROOT / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     program = tmp_path / "blocks.json"
-    program.write_text(json.dumps([relative, [list(block) for block in blocks]]), encoding="utf-8")
+    payload = [relative, [[block.line, block.code] for block in blocks]]
+    program.write_text(json.dumps(payload), encoding="utf-8")
     try:
         result = subprocess.run(
             [sys.executable, "-c", RUNNER, str(program)],
