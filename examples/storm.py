@@ -458,7 +458,7 @@ def verdict(row: Row, naive: float, protected: float) -> str:
 
 
 def table(runs: dict[str, Run]) -> list[str]:
-    header = f"{'':<28}  {'naive':>10}  {'protected':>10}  {'better':>6}  {'winner':<9}"
+    header = f"{'':<28}  {'naive':>10}  {'protected':>10}  {'better':>6}  winner"
     lines = [header, "-" * len(header)]
     for row in ROWS:
         naive, protected = row.measure(runs["naive"]), row.measure(runs["protected"])
@@ -482,8 +482,8 @@ def report(runs: dict[str, Run], out: IO[str]) -> int:
     print(f"\nthe protected side is better on {won} of the {len(compared)} compared rows", file=out)
     print("\nhow to read it:", file=out)
     print(
-        "  columns: 'naive' and 'protected' are the two runs; 'better' says which way is "
-        "better for the row; 'winner' is the run that is better",
+        "  columns: 'naive' and 'protected' are the two runs (the same clients and load);\n"
+        "  'better' says which way is better for the row; 'winner' names the better run",
         file=out,
     )
     for row in ROWS:

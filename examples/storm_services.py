@@ -11,7 +11,7 @@ phases with ``POST /_phase/<name>``:
 
 =========== ==============================================================================
 healthy     200 (GET) or 201 (POST) after 5 ms
-slow        the same answers after 200 ms: 3 workers serve 15 requests a second at most,
+slow        the same answers after 150 ms: 2 workers serve 13 requests a second at most,
             fewer than the clients' 20 calls a second
 failing     503 after 100 ms (a dependency times out; no worker is held)
 throttled   429 with ``Retry-After: 1`` at once
@@ -28,7 +28,7 @@ request is served to the end, even when nobody waits for the answer any more.
 The gateway forwards ``GET /work`` and ``POST /orders`` to the upstream, in one of two modes:
 
 * ``naive``: a plain ``httpx.AsyncClient``; nothing else.
-* ``protected``: `DeadlineMiddleware` (a 450 ms budget per request), `RateLimitMiddleware`
+* ``protected``: `DeadlineMiddleware` (a 400 ms budget per request), `RateLimitMiddleware`
   (a token bucket per client, keyed by ``X-Client-Id``) and `IdempotencyMiddleware` around the
   app, which calls the upstream through `AsyncResilientTransport`: a retry with a retry budget,
   a circuit breaker per origin, and the deadline propagated in ``grpc-timeout``.
@@ -78,13 +78,13 @@ from resilient.integrations.httpx import AsyncResilientTransport
 from resilient.stores import MemoryStore, RedisStore
 
 PHASES = ("healthy", "slow", "failing", "throttled", "recovered")
-WORKERS = 3
+WORKERS = 2
 #: Seconds a worker is held per request, by phase (throttled answers without a worker).
-SERVICE = {"healthy": 0.005, "slow": 0.2, "failing": 0.1, "throttled": 0.0, "recovered": 0.005}
+SERVICE = {"healthy": 0.005, "slow": 0.15, "failing": 0.1, "throttled": 0.0, "recovered": 0.005}
 #: The upstream starts work only with this much time to spare before the caller's deadline.
 SPARE = 0.1
 #: The protected gateway's budget for each request, in seconds.
-GATEWAY_DEADLINE = 0.45
+GATEWAY_DEADLINE = 0.4
 
 Scope = dict[str, Any]
 Receive = Any
