@@ -59,7 +59,7 @@ class Scenario:
     posters: int = 5  # of the clients, those that place orders (POST) instead of reading (GET)
     interval: float = 1.0  # each client starts a call every interval seconds, whatever happens
     attempts: int = 3  # a call is resent at once after a timeout, a 5xx or a 429, this many tries
-    attempt_timeout: float = 0.6  # seconds a client waits for each answer
+    attempt_timeout: float = 0.8  # seconds a client waits for each answer
 
     @property
     def seconds(self) -> float:
