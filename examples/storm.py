@@ -13,7 +13,7 @@ Three processes on 127.0.0.1, each with its own uvicorn (examples/storm_services
   them place orders (``POST /orders`` with an ``Idempotency-Key``).
 
 It prints a line per phase, then a table comparing the two runs, and writes a PNG timeline
-(requests, errors, breaker state and latency over time). It takes about 35 seconds and stops by
+(requests, errors, breaker state and latency over time). It takes about 45 seconds and stops by
 itself; ``--quick`` halves the phases. ``--redis URL`` keeps the protected gateway's rate limits
 and idempotency records in Redis instead of its memory.
 

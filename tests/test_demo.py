@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "storm.py"
-TIMEOUT = 240  # the demo takes about 35 s (--quick: about 20 s)
+TIMEOUT = 240  # the demo takes about 45 s (--quick: about 25 s)
 
 for module in ("uvicorn", "starlette", "httpx", "matplotlib"):
     pytest.importorskip(module, reason="the demo needs the 'demo' extra")
