@@ -32,8 +32,11 @@ redis:
 wrk:
 	@bash scripts/ensure-wrk.sh
 
+# Options for the demo, e.g. make demo DEMO_ARGS="--redis redis://127.0.0.1:6379/0"
+DEMO_ARGS ?=
+
 demo: $(call installed,demo)
-	$(BIN)/python examples/storm.py
+	$(BIN)/python examples/storm.py $(DEMO_ARGS)
 
 test: $(call installed,dev) redis wrk
 	$(BIN)/python -m pytest
