@@ -34,17 +34,18 @@ _TICKS = 1_000_000  # microseconds, as the limiters' entries
 _CLAIMED = (CLAIMED, None)
 _OWNERS = itertools.count()
 _REUSED = (REUSED, None)
+_TWICE = (0, 1)
 
 
 class _MemoryIdempotency:
     """The four idempotency steps over one `MemoryStore`, timed on one clock."""
 
-    __slots__ = ("_data", "_insert", "_lock", "_monotonic")
+    __slots__ = ("_data", "_lock", "_monotonic", "_store")
 
     def __init__(self, store: MemoryStore, clock: Clock) -> None:
+        self._store = store
         self._lock = store._lock
         self._data = store._data
-        self._insert = store._insert
         self._monotonic = clock.monotonic
 
     def now(self) -> int:
@@ -64,6 +65,10 @@ class _MemoryIdempotency:
         """``idem:<namespace>:<sha256(key)>``."""
         return f"idem:{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    def key_prefix(self, namespace: str) -> str:
+        """``idem:<namespace>:``, what `storage_key` puts before the digest."""
+        return f"idem:{namespace}:"
+
     def new_owner(self) -> str:
         """A token unique in this process (the store is one process's memory)."""
         return str(next(_OWNERS))
@@ -71,21 +76,33 @@ class _MemoryIdempotency:
     def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
         """Claim ``key`` for ``owner`` with a lease, or report what holds it."""
         composite = (self, key)
+        data = self._data
         with self._lock:
             now = round(self._monotonic() * _TICKS)
-            entry = self._data.get(composite)
-            if entry is not None and entry[0] <= now:
-                del self._data[composite]
-                entry = None
-            if entry is None:
-                self._insert(composite, [now + lease_ms * 1000, _PENDING, owner, fingerprint, None])
-                return _CLAIMED
-            if entry[3] != fingerprint:
-                return _REUSED
-            if entry[1] == _DONE:
-                self._data.move_to_end(composite)
-                return (DONE, entry[4])
-            return (IN_PROGRESS, (entry[0] - now) / _TICKS)
+            entry = data.get(composite)
+            if entry is not None:
+                if entry[0] > now:
+                    if entry[3] != fingerprint:
+                        return _REUSED
+                    if entry[1] == _DONE:
+                        data.move_to_end(composite)
+                        return (DONE, entry[4])
+                    return (IN_PROGRESS, (entry[0] - now) / _TICKS)
+                del data[composite]
+            # `MemoryStore._insert`, inlined, with this clock's ``now`` for this binding's
+            # entries: drop stale entries at the front, evict beyond max_keys.
+            for _ in _TWICE:
+                if not data:
+                    break
+                oldest, oldest_entry = next(iter(data.items()))
+                binding = oldest[0]
+                if oldest_entry[0] > (now if binding is self else binding.now()):
+                    break
+                del data[oldest]
+            if len(data) >= self._store.max_keys:
+                data.popitem(last=False)
+            data[composite] = [now + lease_ms * 1000, _PENDING, owner, fingerprint, None]
+            return _CLAIMED
 
     async def aclaim(
         self, key: str, owner: str, fingerprint: str, lease_ms: int
