@@ -441,10 +441,9 @@ class _Binder:
             else:
                 arguments = self._slow(args, kwargs)
             values = tuple(map(arguments.get, self._order))
-        for value in values:
-            if type(value) not in _PLAIN:
-                return _dumps(values).encode()
-        return repr(values).encode()
+        if _PLAIN.issuperset(map(type, values)):
+            return repr(values).encode()
+        return _dumps(values).encode()
 
     def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """SHA-256 (hex) of `encoding`."""
@@ -553,11 +552,7 @@ class Idempotent(Policy):
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
         target = _Target(fn, self.namespace, self.result_type, self._backend)
-        run = self._run
-
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return run(target, fn, args, kwargs)
-
+        wrapper: Callable[P, R] = self._runner(target, fn)
         return wrapper
 
     def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -572,7 +567,7 @@ class Idempotent(Policy):
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` once per key; return the stored result afterwards."""
         target, skip = self._target(fn, args)
-        return self._run(target, fn, args, kwargs, skip)
+        return self._runner(target, fn, skip)(*args, **kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Async `call`."""
@@ -639,64 +634,90 @@ class Idempotent(Policy):
         if HUB.active:
             HUB.emit(StoreError(self.kind, target.namespace, "release", error, "expire"))
 
-    def _run(
-        self,
-        target: _Target,
-        fn: Callable[..., R],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        skip: int = 0,
-    ) -> R:
-        # `_prepare`, inlined: this is the path every call takes.
-        user_key = self._key(*args[skip:], **kwargs) if skip else self._key(*args, **kwargs)
-        if type(user_key) is not str and not isinstance(user_key, str):
-            raise TypeError(f"key must return a str, got {user_key!r}")
-        digest = _key_sha256(user_key.encode())
-        key = target.prefix + digest.hexdigest()
-        digest.update(target.encoding(args[skip:] if skip else args, kwargs))
-        fingerprint = digest.hexdigest()
+    def _runner(self, target: _Target, fn: Callable[..., R], skip: int = 0) -> Callable[..., R]:
+        """A closure running ``fn`` under this policy, with everything it reads bound once.
+
+        Inside a `Pipeline`, the first ``skip`` arguments are inner policies' calls: the key
+        and the fingerprint come from the arguments after them.
+        """
+        key_of = self._key
+        prefix = target.prefix
+        encoding = target.encoding
+        decoder = target.decoder
         backend = self._backend
-        owner = backend.new_owner()
-        started: float | None = None
+        new_owner = backend.new_owner
+        claim = backend.claim
+        complete = backend.complete
+        lease_ms = self._lease_ms
+        ttl_ms = self._ttl_ms
+        sha256 = _key_sha256
+        wait = self._wait
+        release = self._release
+        kind = self.kind
+        namespace = target.namespace
+
+        def run(*args: Any, **kwargs: Any) -> R:
+            user_args = args[skip:] if skip else args
+            user_key = key_of(*user_args, **kwargs)
+            if type(user_key) is not str and not isinstance(user_key, str):
+                raise TypeError(f"key must return a str, got {user_key!r}")
+            digest = sha256(user_key.encode())
+            key = prefix + digest.hexdigest()
+            digest.update(encoding(user_args, kwargs))
+            fingerprint = digest.hexdigest()
+            owner = new_owner()
+            status, payload = claim(key, owner, fingerprint, lease_ms)
+            if status != CLAIMED:
+                if status != DONE:
+                    status, payload = wait(user_key, key, owner, fingerprint, status, payload)
+                if status == DONE:
+                    replayed: R = decoder.decode(payload)
+                    if HUB.active:
+                        HUB.emit(IdempotentReplay(kind, namespace, user_key))
+                    return replayed
+            try:
+                result = fn(*args, **kwargs)
+                data = decoder.encode(result)
+            except BaseException:
+                release(target, key, owner)
+                raise
+            try:
+                stored = complete(key, owner, data, ttl_ms)
+            except StoreUnavailable as error:
+                # The work is done; its result could not be stored. The lease runs out by itself.
+                if HUB.active:
+                    HUB.emit(StoreError(kind, namespace, "complete", error, "expire"))
+                return result
+            if not stored:
+                raise self._lost(target, user_key)
+            return result
+
+        return run
+
+    def _wait(
+        self, user_key: str, key: str, owner: str, fingerprint: str, status: int, payload: Any
+    ) -> tuple[int, Any]:
+        """Poll the store after a claim found ``status``, until it is CLAIMED or DONE."""
+        clock = self.clock
+        started = clock.monotonic()
         delay = _POLL_FIRST
         while True:
-            status, payload = backend.claim(key, owner, fingerprint, self._lease_ms)
-            if status == CLAIMED:
-                break
-            if status == DONE:
-                replayed: R = target.decoder.decode(payload)
-                if HUB.active:
-                    HUB.emit(IdempotentReplay(self.kind, target.namespace, user_key))
-                return replayed
+            if status == CLAIMED or status == DONE:
+                return status, payload
             if status == REUSED:
                 raise IdempotencyKeyReused(user_key)
-            clock = self.clock
-            if started is None:
-                started = clock.monotonic()
             pause = self._poll_delay(clock.monotonic() - started, delay, payload)
             if pause < 0:
                 raise IdempotencyInProgress(user_key, retry_after=payload)
             clock.sleep(pause)
             delay = min(delay * 2, _POLL_MAX)
+            status, payload = self._backend.claim(key, owner, fingerprint, self._lease_ms)
+
+    def _release(self, target: _Target, key: str, owner: str) -> None:
         try:
-            result = fn(*args, **kwargs)
-            data = target.decoder.encode(result)
-        except BaseException:
-            try:
-                backend.release(key, owner)
-            except StoreUnavailable as error:
-                self._release_failed(target, error)
-            raise
-        try:
-            stored = backend.complete(key, owner, data, self._ttl_ms)
+            self._backend.release(key, owner)
         except StoreUnavailable as error:
-            # The work is done; its result could not be stored. The lease runs out by itself.
-            if HUB.active:
-                HUB.emit(StoreError(self.kind, target.namespace, "complete", error, "expire"))
-            return result
-        if not stored:
-            raise self._lost(target, user_key)
-        return result
+            self._release_failed(target, error)
 
     async def _arun(
         self,

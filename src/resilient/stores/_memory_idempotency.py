@@ -69,9 +69,10 @@ class _MemoryIdempotency:
         """``idem:<namespace>:``, what `storage_key` puts before the digest."""
         return f"idem:{namespace}:"
 
-    def new_owner(self) -> str:
-        """A token unique in this process (the store is one process's memory)."""
-        return str(next(_OWNERS))
+    def new_owner(self) -> Any:
+        """A token unique in this process (the store is one process's memory): an int, which
+        is all that comparing owners needs."""
+        return next(_OWNERS)
 
     def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
         """Claim ``key`` for ``owner`` with a lease, or report what holds it."""
@@ -94,9 +95,9 @@ class _MemoryIdempotency:
             for _ in _TWICE:
                 if not data:
                     break
-                oldest, oldest_entry = next(iter(data.items()))
+                oldest = next(iter(data))
                 binding = oldest[0]
-                if oldest_entry[0] > (now if binding is self else binding.now()):
+                if data[oldest][0] > (now if binding is self else binding.now()):
                     break
                 del data[oldest]
             if len(data) >= self._store.max_keys:
