@@ -101,8 +101,11 @@ _sha256 = hashlib.sha256
 
 
 def _short_input_sha256() -> Callable[..., Any]:
-    """CPython's own SHA-256 when it has one: for the few dozen bytes of a key and its
-    arguments it starts several times faster than OpenSSL's; the digests are the same."""
+    """CPython's own SHA-256 constructor when it has one, else hashlib's (OpenSSL's).
+
+    For the few dozen bytes of a key and its arguments it starts faster than OpenSSL's; the
+    digests are the same.
+    """
     import importlib
 
     for name in ("_sha2", "_sha256"):
@@ -133,8 +136,10 @@ class IdempotencyBackend(Protocol):
         ...
 
     def key_prefix(self, namespace: str) -> str:
-        """What `storage_key` puts before the key's digest: ``storage_key(namespace, key)`` is
-        ``key_prefix(namespace) + sha256(key).hexdigest()``."""
+        """What `storage_key` puts before the key's digest.
+
+        ``storage_key(namespace, key)`` is ``key_prefix(namespace) + sha256(key).hexdigest()``.
+        """
         ...
 
     def new_owner(self) -> str:
@@ -381,6 +386,7 @@ class _Binder:
         "_order",
         "_signature",
         "_skip",
+        "direct",
     )
 
     def __init__(self, fn: Callable[..., Any]) -> None:
@@ -404,6 +410,9 @@ class _Binder:
                 if parameter.default is not parameter.empty:
                     defaults[parameter.name] = parameter.default
         self._fast = fast
+        #: How many positional arguments are, as they are, the values in signature order
+        #: (every parameter given positionally, none skipped); -1 when there is no such count.
+        self.direct = len(signature.parameters) if fast and not skip and signature else -1
         self._known = frozenset(signature.parameters) if signature is not None else frozenset()
         self._count = len(self._known)
         self._names = tuple(names)
@@ -458,8 +467,10 @@ class _Binder:
 
 
 class _Target:
-    """What a call of one function needs, worked out once: namespace, key prefix, binder,
-    result codec."""
+    """What a call of one function needs, worked out once.
+
+    The namespace, the store's key prefix for it, the binder and the result codec.
+    """
 
     __slots__ = ("binder", "decoder", "encoding", "namespace", "prefix")
 
@@ -651,6 +662,8 @@ class Idempotent(Policy):
         lease_ms = self._lease_ms
         ttl_ms = self._ttl_ms
         sha256 = _key_sha256
+        direct = target.binder.direct
+        plain = _PLAIN.issuperset
         wait = self._wait
         release = self._release
         kind = self.kind
@@ -663,7 +676,10 @@ class Idempotent(Policy):
                 raise TypeError(f"key must return a str, got {user_key!r}")
             digest = sha256(user_key.encode())
             key = prefix + digest.hexdigest()
-            digest.update(encoding(user_args, kwargs))
+            if not kwargs and len(user_args) == direct and plain(map(type, user_args)):
+                digest.update(repr(user_args).encode())  # `_Binder.encoding`'s first case
+            else:
+                digest.update(encoding(user_args, kwargs))
             fingerprint = digest.hexdigest()
             owner = new_owner()
             status, payload = claim(key, owner, fingerprint, lease_ms)
@@ -702,7 +718,7 @@ class Idempotent(Policy):
         started = clock.monotonic()
         delay = _POLL_FIRST
         while True:
-            if status == CLAIMED or status == DONE:
+            if status in (CLAIMED, DONE):
                 return status, payload
             if status == REUSED:
                 raise IdempotencyKeyReused(user_key)
