@@ -215,10 +215,6 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
-def _dump_int(value: int) -> bytes:
-    return b"%d" % value
-
-
 def _dump_float(value: float) -> bytes | None:
     # repr of a finite float is a JSON number that reads back as the same float; inf and nan
     # are left to the TypeAdapter (which refuses them).
@@ -235,14 +231,6 @@ def _dump_bool(value: bool) -> bytes:
 
 def _dump_none(value: None) -> bytes:
     return b"null"
-
-
-def _load_int(data: bytes | str) -> int:
-    return int(data)
-
-
-def _load_float(data: bytes | str) -> float:
-    return float(data)
 
 
 def _load_str(data: bytes | str) -> str:
@@ -268,8 +256,8 @@ def _load_none(data: bytes | str) -> None:
 #: Result types encoded and decoded without pydantic: (dump, load) for an exact instance.
 #: What either refuses (another type, a non-finite float, other bytes) goes through pydantic.
 _FAST_CODECS: dict[Any, tuple[Callable[[Any], bytes | None], Callable[[bytes | str], Any]]] = {
-    int: (_dump_int, _load_int),
-    float: (_dump_float, _load_float),
+    int: (b"%d".__mod__, int),  # int() reads the bytes of a JSON integer as they are
+    float: (_dump_float, float),
     str: (_dump_str, _load_str),
     bool: (_dump_bool, _load_bool),
     type(None): (_dump_none, _load_none),
@@ -671,7 +659,7 @@ class Idempotent(Policy):
 
         def run(*args: Any, **kwargs: Any) -> R:
             user_args = args[skip:] if skip else args
-            user_key = key_of(*user_args, **kwargs)
+            user_key = key_of(*user_args, **kwargs) if kwargs else key_of(*user_args)
             if type(user_key) is not str and not isinstance(user_key, str):
                 raise TypeError(f"key must return a str, got {user_key!r}")
             digest = sha256(user_key.encode())
@@ -692,7 +680,7 @@ class Idempotent(Policy):
                         HUB.emit(IdempotentReplay(kind, namespace, user_key))
                     return replayed
             try:
-                result = fn(*args, **kwargs)
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
                 data = decoder.encode(result)
             except BaseException:
                 release(target, key, owner)
