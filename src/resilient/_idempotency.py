@@ -375,6 +375,7 @@ class _Binder:
         "_signature",
         "_skip",
         "direct",
+        "template",
     )
 
     def __init__(self, fn: Callable[..., Any]) -> None:
@@ -409,15 +410,18 @@ class _Binder:
         # Parameter names in signature order, less self/cls: the order values are hashed in.
         order = list(signature.parameters) if signature is not None else ["args", "kwargs"]
         self._order = tuple(order[1:] if skip else order)
+        #: ``template % values``: each value's ``repr``, separated by ``|``.
+        self.template = "|".join(["%r"] * len(self._order))
 
     def encoding(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         """The arguments bound to the signature, defaults applied, as bytes to hash.
 
         The first parameter is left out when it is named ``self`` or ``cls`` (the instance or
         class of a method is not part of what makes two calls the same). Arguments that are
-        all str, int, float, bool or None are encoded as the ``repr`` of their tuple (fast,
-        the same in every process, and starting with ``(``); others as a JSON array with
-        sorted keys (starting with ``[``), so the two encodings never meet.
+        all str, int, float, bool or None are encoded as their ``repr``s separated by ``|``
+        (fast, the same in every process, unambiguous since each ``repr`` is a literal, and
+        never starting with ``[``); others as a JSON array with sorted keys (starting with
+        ``[``), so the two encodings never meet.
         """
         values: tuple[Any, ...]
         if self._fast and not kwargs and len(args) == self._count:
@@ -439,7 +443,7 @@ class _Binder:
                 arguments = self._slow(args, kwargs)
             values = tuple(map(arguments.get, self._order))
         if _PLAIN.issuperset(map(type, values)):
-            return repr(values).encode()
+            return (self.template % values).encode()
         return _dumps(values).encode()
 
     def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -651,6 +655,7 @@ class Idempotent(Policy):
         ttl_ms = self._ttl_ms
         sha256 = _key_sha256
         direct = target.binder.direct
+        template = target.binder.template
         plain = _PLAIN.issuperset
         wait = self._wait
         release = self._release
@@ -665,7 +670,7 @@ class Idempotent(Policy):
             digest = sha256(user_key.encode())
             key = prefix + digest.hexdigest()
             if not kwargs and len(user_args) == direct and plain(map(type, user_args)):
-                digest.update(repr(user_args).encode())  # `_Binder.encoding`'s first case
+                digest.update((template % user_args).encode())  # as `_Binder.encoding` does
             else:
                 digest.update(encoding(user_args, kwargs))
             fingerprint = digest.hexdigest()
