@@ -97,7 +97,6 @@ _POLL_FIRST = 0.005  # seconds between polls of a duplicate waiting for the firs
 _POLL_MAX = 0.25
 _urandom = os.urandom
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-_sha256 = hashlib.sha256
 
 
 def _short_input_sha256() -> Callable[..., Any]:
@@ -445,10 +444,6 @@ class _Binder:
         if _PLAIN.issuperset(map(type, values)):
             return (self.template % values).encode()
         return _dumps(values).encode()
-
-    def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """SHA-256 (hex) of `encoding`."""
-        return _sha256(self.encoding(args, kwargs)).hexdigest()
 
     def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self._signature is None:

@@ -483,70 +483,68 @@ class IdempotencyMiddleware:
                 headers=[(b"retry-after", str(max(1, math.ceil(payload))).encode())],
             )
             return
-        await self._run(scope, _replaying(messages, receive), send, storage_key, owner, key)
-
-    async def _run(
-        self, scope: Scope, receive: Receive, send: Send, storage_key: str, owner: str, key: str
-    ) -> None:
-        backend = self._backend
+        # Claimed: run the app, copying its response as it goes out (the state of that copy in
+        # the variables below, set by `capture`).
         replay = self._replay
         max_body = self.max_body
-        status = 0
-        headers: list[tuple[bytes, bytes]] = []
-        body: list[bytes] = []
-        size = 0
-        ok = True
+        sent_status = 0
+        sent_headers: list[tuple[bytes, bytes]] = []
+        sent_body: list[bytes] = []
+        sent_size = 0
+        storable = True
         ended = False
 
         async def capture(message: Message) -> None:
-            nonlocal status, headers, size, ok, ended
+            nonlocal sent_status, sent_headers, sent_size, storable, ended
             kind = message["type"]
             if kind == "http.response.body":
-                if ok:
+                if storable:
                     chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > max_body:
-                        ok = False
-                        body.clear()
+                    sent_size += len(chunk)
+                    if sent_size > max_body:
+                        storable = False
+                        sent_body.clear()
                     else:
-                        body.append(bytes(chunk))
+                        sent_body.append(bytes(chunk))
                 if not message.get("more_body", False):
                     ended = True
             elif kind == "http.response.start":
-                status = int(message["status"])
+                sent_status = int(message["status"])
                 kept = []
                 for name, value in message.get("headers", ()):
                     lower = bytes(name).lower()
                     if lower in replay:
                         kept.append((lower, bytes(value)))
-                headers = kept
+                sent_headers = kept
                 if message.get("trailers"):
-                    ok = False
+                    storable = False
             else:  # trailers, pathsend, anything new: not something we can replay
-                ok = False
+                storable = False
             await send(message)
 
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, _replaying(messages, receive), capture)
         except BaseException:
             # If the store is down, the lease runs out by itself.
             with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailable):
                 await backend.arelease(storage_key, owner)
             raise
-        storable = ended and ok and 200 <= status < 500 and status not in _NOT_STORED
+        storable = (
+            storable and ended and 200 <= sent_status < 500 and sent_status not in _NOT_STORED
+        )
         try:
             if not backend.suspends:
                 if not storable:
                     backend.release(storage_key, owner)
                     return
-                record = _encode(status, headers, b"".join(body))
+                record = _encode(sent_status, sent_headers, b"".join(sent_body))
                 stored = backend.complete(storage_key, owner, record, self._ttl_ms)
             else:
                 with anyio.CancelScope(shield=True):
                     if not storable:
                         await backend.arelease(storage_key, owner)
                         return
-                    record = _encode(status, headers, b"".join(body))
+                    record = _encode(sent_status, sent_headers, b"".join(sent_body))
                     stored = await backend.acomplete(storage_key, owner, record, self._ttl_ms)
         except StoreUnavailable:
             return  # the response was sent; the lease runs out by itself
