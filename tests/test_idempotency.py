@@ -563,6 +563,60 @@ async def test_a_call_cancelled_while_redis_is_slow_never_leaves_its_key_claimed
         await client.aclose()
 
 
+class _RepliesAfterACheckpoint(RedisStore):
+    """A RedisStore whose replies reach the caller through a checkpoint, 0.2 s after Redis
+    ran the step (as a reply read from a slow socket would): a cancellation can strike
+    between a claim made in Redis and its caller learning of it."""
+
+    async def _aeval(self, script: Any, numkeys: int, *keys_and_args: str | int) -> Any:
+        reply = await super()._aeval(script, numkeys, *keys_and_args)
+        await anyio.sleep(0.2)
+        return reply
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "asyncio"])
+async def test_a_cancellation_that_strikes_before_the_claims_reply_still_releases_the_key(
+    redis_url: str, anyio_backend: str, client_kind: str
+) -> None:
+    """The claim is shielded: cancelled after Redis has claimed the key but before the reply
+    is back, the call still learns that it holds the key, and releases it; without the shield
+    the key would stay claimed for the whole 60 s lease, and the retry below would raise
+    IdempotencyInProgress."""
+    import redis
+    import redis.asyncio
+
+    if client_kind == "asyncio" and anyio_backend != "asyncio":
+        pytest.skip("redis.asyncio runs on asyncio only")
+    client: Any = (
+        redis.Redis.from_url(redis_url)
+        if client_kind == "sync"
+        else redis.asyncio.Redis.from_url(redis_url)
+    )
+    admin = redis.Redis.from_url(redis_url)
+    calls = []
+
+    @resilient.idempotent(
+        store=_RepliesAfterACheckpoint(client), key=lambda x: x, lock_timeout=60, wait=0
+    )
+    async def work(x: str) -> str:
+        await anyio.sleep(0)  # the pending cancellation strikes here, after the claim
+        calls.append(x)
+        return x
+
+    with anyio.move_on_after(0.05) as scope:  # while the claim's reply is on its way
+        await work("k")
+    assert scope.cancelled_caught
+    assert calls == []
+    assert admin.keys("*") == []  # claimed in Redis, then released
+    assert await work("k") == "k"
+    assert calls == ["k"]
+    admin.close()
+    if client_kind == "sync":
+        client.close()
+    else:
+        await client.aclose()
+
+
 @pytest.mark.parametrize("client_kind", ["sync", "asyncio"])
 async def test_the_release_after_a_failure_completes_even_in_a_cancelled_scope(
     redis_url: str, anyio_backend: str, client_kind: str

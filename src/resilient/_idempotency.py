@@ -97,7 +97,27 @@ _POLL_FIRST = 0.005  # seconds between polls of a duplicate waiting for the firs
 _POLL_MAX = 0.25
 _urandom = os.urandom
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-_sha256 = hashlib.sha256
+
+
+def _short_input_sha256() -> Callable[..., Any]:
+    """CPython's own SHA-256 constructor when it has one, else hashlib's (OpenSSL's).
+
+    For the few dozen bytes of a key and its arguments it starts faster than OpenSSL's; the
+    digests are the same.
+    """
+    import importlib
+
+    for name in ("_sha2", "_sha256"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        constructor: Callable[..., Any] = module.sha256
+        return constructor
+    return hashlib.sha256
+
+
+_key_sha256 = _short_input_sha256()
 
 
 class IdempotencyBackend(Protocol):
@@ -112,6 +132,13 @@ class IdempotencyBackend(Protocol):
 
     def storage_key(self, namespace: str, key: str) -> str:
         """The store's key for ``key`` in ``namespace`` (the key itself hashed with SHA-256)."""
+        ...
+
+    def key_prefix(self, namespace: str) -> str:
+        """What `storage_key` puts before the key's digest.
+
+        ``storage_key(namespace, key)`` is ``key_prefix(namespace) + sha256(key).hexdigest()``.
+        """
         ...
 
     def new_owner(self) -> str:
@@ -187,15 +214,77 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
+def _dump_float(value: float) -> bytes | None:
+    # repr of a finite float is a JSON number that reads back as the same float; inf and nan
+    # are left to the TypeAdapter (which refuses them).
+    return repr(value).encode() if value - value == 0.0 else None
+
+
+def _dump_str(value: str) -> bytes:
+    return _plain_json(value).encode()
+
+
+def _dump_bool(value: bool) -> bytes:
+    return b"true" if value else b"false"
+
+
+def _dump_none(value: None) -> bytes:
+    return b"null"
+
+
+def _load_str(data: bytes | str) -> str:
+    value = json.loads(data)
+    if type(value) is not str:
+        raise ValueError("not a JSON string")
+    return value
+
+
+def _load_bool(data: bytes | str) -> bool:
+    if data == b"true":
+        return True
+    if data == b"false":
+        return False
+    raise ValueError("not a JSON boolean")
+
+
+def _load_none(data: bytes | str) -> None:
+    if data != b"null":
+        raise ValueError("not null")
+
+
+#: Result types encoded and decoded without pydantic: (dump, load) for an exact instance.
+#: What either refuses (another type, a non-finite float, other bytes) goes through pydantic.
+_FAST_CODECS: dict[Any, tuple[Callable[[Any], bytes | None], Callable[[bytes | str], Any]]] = {
+    int: (b"%d".__mod__, int),  # int() reads the bytes of a JSON integer as they are
+    float: (_dump_float, float),
+    str: (_dump_str, _load_str),
+    bool: (_dump_bool, _load_bool),
+    type(None): (_dump_none, _load_none),
+    None: (_dump_none, _load_none),
+}
+
+
 class _Decoder:
     """Encodes results to JSON bytes and back, through a `TypeAdapter` or plain `json`.
 
     With a type, a result is serialized, then validated back from those bytes: a value that
     does not fit the type (or would not come back as one) is refused before it is stored, so
-    every stored result can be replayed.
+    every stored result can be replayed. For ``int``, ``float``, ``str``, ``bool`` and ``None``
+    an instance of exactly that type is encoded and decoded directly (the same JSON, without
+    pydantic); anything else still goes through the `TypeAdapter`.
     """
 
-    __slots__ = ("_annotation", "_dump", "_explicit", "_fn", "_load", "_ready")
+    __slots__ = (
+        "_annotation",
+        "_dump",
+        "_explicit",
+        "_fast_dump",
+        "_fast_load",
+        "_fast_type",
+        "_fn",
+        "_load",
+        "_ready",
+    )
 
     def __init__(self, fn: Callable[..., Any], result_type: Any) -> None:
         self._fn = fn
@@ -203,6 +292,9 @@ class _Decoder:
         self._annotation: Any = result_type
         self._dump: Callable[..., bytes] | None = None
         self._load: Callable[[bytes | str], Any] = json.loads
+        self._fast_type: Any = _NO_TYPE
+        self._fast_dump: Callable[[Any], bytes | None] = _dump_none
+        self._fast_load: Callable[[bytes | str], Any] = json.loads
         self._ready = False
 
     def _prepare(self) -> None:
@@ -222,11 +314,22 @@ class _Decoder:
             adapter: Any = TypeAdapter(annotation)
             self._dump = adapter.serializer.to_json
             self._load = adapter.validator.validate_json
+            codec = _FAST_CODECS.get(annotation) if isinstance(annotation, type) else None
+            if codec is None and annotation is None:
+                codec = _FAST_CODECS[None]
+            if codec is not None:
+                self._fast_type = type(None) if annotation is None else annotation
+                self._fast_dump, self._fast_load = codec
         self._ready = True
 
     def encode(self, value: object) -> bytes:
+        if type(value) is self._fast_type:
+            data = self._fast_dump(value)
+            if data is not None:
+                return data
         if not self._ready:
             self._prepare()
+            return self.encode(value)
         dump = self._dump
         try:
             if dump is None:
@@ -240,7 +343,19 @@ class _Decoder:
     def decode(self, data: bytes | str) -> Any:
         if not self._ready:
             self._prepare()
+        if self._fast_type is not _NO_TYPE:
+            try:
+                return self._fast_load(data)
+            except ValueError:
+                pass
         return self._load(data)
+
+
+class _NoType:
+    """Stands for "no fast codec": no value's type is this class."""
+
+
+_NO_TYPE: Any = _NoType
 
 
 _plain_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -258,6 +373,8 @@ class _Binder:
         "_order",
         "_signature",
         "_skip",
+        "direct",
+        "template",
     )
 
     def __init__(self, fn: Callable[..., Any]) -> None:
@@ -281,6 +398,9 @@ class _Binder:
                 if parameter.default is not parameter.empty:
                     defaults[parameter.name] = parameter.default
         self._fast = fast
+        #: How many positional arguments are, as they are, the values in signature order
+        #: (every parameter given positionally, none skipped); -1 when there is no such count.
+        self.direct = len(signature.parameters) if fast and not skip and signature else -1
         self._known = frozenset(signature.parameters) if signature is not None else frozenset()
         self._count = len(self._known)
         self._names = tuple(names)
@@ -289,14 +409,18 @@ class _Binder:
         # Parameter names in signature order, less self/cls: the order values are hashed in.
         order = list(signature.parameters) if signature is not None else ["args", "kwargs"]
         self._order = tuple(order[1:] if skip else order)
+        #: ``template % values``: each value's ``repr``, separated by ``|``.
+        self.template = "|".join(["%r"] * len(self._order))
 
-    def fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """SHA-256 (hex) of the arguments bound to the signature, defaults applied.
+    def encoding(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        """The arguments bound to the signature, defaults applied, as bytes to hash.
 
         The first parameter is left out when it is named ``self`` or ``cls`` (the instance or
         class of a method is not part of what makes two calls the same). Arguments that are
-        all str, int, float, bool or None are hashed through their ``repr`` (fast, and the same
-        in every process); others as JSON with sorted keys.
+        all str, int, float, bool or None are encoded as their ``repr``s separated by ``|``
+        (fast, the same in every process, unambiguous since each ``repr`` is a literal, and
+        never starting with ``[``); others as a JSON array with sorted keys (starting with
+        ``[``), so the two encodings never meet.
         """
         values: tuple[Any, ...]
         if self._fast and not kwargs and len(args) == self._count:
@@ -317,10 +441,9 @@ class _Binder:
             else:
                 arguments = self._slow(args, kwargs)
             values = tuple(map(arguments.get, self._order))
-        for value in values:
-            if type(value) not in _PLAIN:
-                return _sha256(b"j" + _dumps(values).encode()).hexdigest()
-        return _sha256(b"r" + repr(values).encode()).hexdigest()
+        if _PLAIN.issuperset(map(type, values)):
+            return (self.template % values).encode()
+        return _dumps(values).encode()
 
     def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self._signature is None:
@@ -331,11 +454,20 @@ class _Binder:
 
 
 class _Target:
-    """What a call of one function needs: namespace, binder, result codec."""
+    """What a call of one function needs, worked out once.
 
-    __slots__ = ("binder", "decoder", "namespace")
+    The namespace, the store's key prefix for it, the binder and the result codec.
+    """
 
-    def __init__(self, fn: Callable[..., Any], namespace: str | None, result_type: Any) -> None:
+    __slots__ = ("binder", "decoder", "encoding", "namespace", "prefix")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        namespace: str | None,
+        result_type: Any,
+        backend: IdempotencyBackend,
+    ) -> None:
         if namespace is None:
             inner = fn
             while isinstance(inner, functools.partial):
@@ -344,7 +476,9 @@ class _Target:
             qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
             namespace = f"{module}.{qualname}"
         self.namespace = namespace
+        self.prefix = backend.key_prefix(namespace)
         self.binder = _Binder(fn)
+        self.encoding = self.binder.encoding
         self.decoder = _Decoder(fn, result_type)
 
 
@@ -415,16 +549,12 @@ class Idempotent(Policy):
     # -- decorator ------------------------------------------------------------------------
 
     def _wrap_sync(self, fn: Callable[P, R]) -> Callable[P, R]:
-        target = _Target(fn, self.namespace, self.result_type)
-        run = self._run
-
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return run(target, fn, args, kwargs)
-
+        target = _Target(fn, self.namespace, self.result_type, self._backend)
+        wrapper: Callable[P, R] = self._runner(target, fn)
         return wrapper
 
     def _wrap_async(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-        target = _Target(fn, self.namespace, self.result_type)
+        target = _Target(fn, self.namespace, self.result_type, self._backend)
         arun = self._arun
 
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -435,7 +565,7 @@ class Idempotent(Policy):
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` once per key; return the stored result afterwards."""
         target, skip = self._target(fn, args)
-        return self._run(target, fn, args, kwargs, skip)
+        return self._runner(target, fn, skip)(*args, **kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Async `call`."""
@@ -455,18 +585,27 @@ class Idempotent(Policy):
                 break
             fn = args[skip]
             skip += 1
-        return _Target(fn, self.namespace, self.result_type), skip
+        return _Target(fn, self.namespace, self.result_type, self._backend), skip
 
     # -- the protocol -----------------------------------------------------------------------
 
     def _prepare(
         self, target: _Target, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str, str, str]:
+        """The user's key, the storage key and the fingerprint of one call.
+
+        One SHA-256 serves both: its digest after the key is the storage key's digest
+        (``sha256(key)``), and its digest after the key and then the encoded arguments is the
+        fingerprint (a SHA-256 of the arguments, behind a key that every call compared with
+        it shares).
+        """
         user_key = self._key(*args, **kwargs)
-        if not isinstance(user_key, str):
+        if type(user_key) is not str and not isinstance(user_key, str):
             raise TypeError(f"key must return a str, got {user_key!r}")
-        fingerprint = target.binder.fingerprint(args, kwargs)
-        return user_key, self._backend.storage_key(target.namespace, user_key), fingerprint
+        digest = _key_sha256(user_key.encode())
+        key = target.prefix + digest.hexdigest()
+        digest.update(target.encoding(args, kwargs))
+        return user_key, key, digest.hexdigest()
 
     def _poll_delay(self, waited: float, delay: float, left: float) -> float:
         budget = self.lock_timeout if self.wait is None else self.wait
@@ -493,55 +632,96 @@ class Idempotent(Policy):
         if HUB.active:
             HUB.emit(StoreError(self.kind, target.namespace, "release", error, "expire"))
 
-    def _run(
-        self,
-        target: _Target,
-        fn: Callable[..., R],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        skip: int = 0,
-    ) -> R:
-        user_key, key, fingerprint = self._prepare(target, args[skip:] if skip else args, kwargs)
+    def _runner(self, target: _Target, fn: Callable[..., R], skip: int = 0) -> Callable[..., R]:
+        """A closure running ``fn`` under this policy, with everything it reads bound once.
+
+        Inside a `Pipeline`, the first ``skip`` arguments are inner policies' calls: the key
+        and the fingerprint come from the arguments after them.
+        """
+        key_of = self._key
+        prefix = target.prefix
+        encoding = target.encoding
+        decoder = target.decoder
         backend = self._backend
-        owner = backend.new_owner()
+        new_owner = backend.new_owner
+        claim = backend.claim
+        complete = backend.complete
+        lease_ms = self._lease_ms
+        ttl_ms = self._ttl_ms
+        sha256 = _key_sha256
+        direct = target.binder.direct
+        template = target.binder.template
+        plain = _PLAIN.issuperset
+        wait = self._wait
+        release = self._release
+        kind = self.kind
+        namespace = target.namespace
+
+        def run(*args: Any, **kwargs: Any) -> R:
+            user_args = args[skip:] if skip else args
+            user_key = key_of(*user_args, **kwargs) if kwargs else key_of(*user_args)
+            if type(user_key) is not str and not isinstance(user_key, str):
+                raise TypeError(f"key must return a str, got {user_key!r}")
+            digest = sha256(user_key.encode())
+            key = prefix + digest.hexdigest()
+            if not kwargs and len(user_args) == direct and plain(map(type, user_args)):
+                digest.update((template % user_args).encode())  # as `_Binder.encoding` does
+            else:
+                digest.update(encoding(user_args, kwargs))
+            fingerprint = digest.hexdigest()
+            owner = new_owner()
+            status, payload = claim(key, owner, fingerprint, lease_ms)
+            if status != CLAIMED:
+                if status != DONE:
+                    status, payload = wait(user_key, key, owner, fingerprint, status, payload)
+                if status == DONE:
+                    replayed: R = decoder.decode(payload)
+                    if HUB.active:
+                        HUB.emit(IdempotentReplay(kind, namespace, user_key))
+                    return replayed
+            try:
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
+                data = decoder.encode(result)
+            except BaseException:
+                release(target, key, owner)
+                raise
+            try:
+                stored = complete(key, owner, data, ttl_ms)
+            except StoreUnavailable as error:
+                # The work is done; its result could not be stored. The lease runs out by itself.
+                if HUB.active:
+                    HUB.emit(StoreError(kind, namespace, "complete", error, "expire"))
+                return result
+            if not stored:
+                raise self._lost(target, user_key)
+            return result
+
+        return run
+
+    def _wait(
+        self, user_key: str, key: str, owner: str, fingerprint: str, status: int, payload: Any
+    ) -> tuple[int, Any]:
+        """Poll the store after a claim found ``status``, until it is CLAIMED or DONE."""
         clock = self.clock
-        started: float | None = None
+        started = clock.monotonic()
         delay = _POLL_FIRST
         while True:
-            status, payload = backend.claim(key, owner, fingerprint, self._lease_ms)
-            if status == CLAIMED:
-                break
-            if status == DONE:
-                replayed: R = self._replay(target, user_key, payload)
-                return replayed
+            if status in (CLAIMED, DONE):
+                return status, payload
             if status == REUSED:
                 raise IdempotencyKeyReused(user_key)
-            if started is None:
-                started = clock.monotonic()
             pause = self._poll_delay(clock.monotonic() - started, delay, payload)
             if pause < 0:
                 raise IdempotencyInProgress(user_key, retry_after=payload)
             clock.sleep(pause)
             delay = min(delay * 2, _POLL_MAX)
+            status, payload = self._backend.claim(key, owner, fingerprint, self._lease_ms)
+
+    def _release(self, target: _Target, key: str, owner: str) -> None:
         try:
-            result = fn(*args, **kwargs)
-            data = target.decoder.encode(result)
-        except BaseException:
-            try:
-                backend.release(key, owner)
-            except StoreUnavailable as error:
-                self._release_failed(target, error)
-            raise
-        try:
-            stored = backend.complete(key, owner, data, self._ttl_ms)
+            self._backend.release(key, owner)
         except StoreUnavailable as error:
-            # The work is done; its result could not be stored. The lease runs out by itself.
-            if HUB.active:
-                HUB.emit(StoreError(self.kind, target.namespace, "complete", error, "expire"))
-            return result
-        if not stored:
-            raise self._lost(target, user_key)
-        return result
+            self._release_failed(target, error)
 
     async def _arun(
         self,

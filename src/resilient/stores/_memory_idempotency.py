@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
@@ -34,18 +35,89 @@ _TICKS = 1_000_000  # microseconds, as the limiters' entries
 _CLAIMED = (CLAIMED, None)
 _OWNERS = itertools.count()
 _REUSED = (REUSED, None)
+_SWEEP_EVERY = 4
+_SWEEP = range(2 * _SWEEP_EVERY)
 
 
 class _MemoryIdempotency:
     """The four idempotency steps over one `MemoryStore`, timed on one clock."""
 
-    __slots__ = ("_data", "_insert", "_lock", "_monotonic")
+    __slots__ = ("_data", "_lock", "_monotonic", "claim", "complete")
+
+    claim: Callable[[str, Any, str, int], tuple[int, Any]]
+    complete: Callable[[str, Any, bytes, int], bool]
 
     def __init__(self, store: MemoryStore, clock: Clock) -> None:
         self._lock = store._lock
         self._data = store._data
-        self._insert = store._insert
         self._monotonic = clock.monotonic
+        self.claim, self.complete = self._steps(store)
+
+    def _steps(
+        self, store: MemoryStore
+    ) -> tuple[
+        Callable[[str, Any, str, int], tuple[int, Any]], Callable[[str, Any, bytes, int], bool]
+    ]:
+        """`claim` and `complete`: closures over what they read, the two steps of every call."""
+        data = self._data
+        acquire = self._lock.acquire  # bound once: cheaper than a with statement per call
+        release = self._lock.release
+        monotonic = self._monotonic
+        inserts = itertools.count(1).__next__
+
+        def claim(key: str, owner: Any, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
+            """Claim ``key`` for ``owner`` with a lease, or report what holds it."""
+            composite = (self, key)
+            acquire()
+            try:
+                now = round(monotonic() * _TICKS)
+                entry = data.get(composite)
+                if entry is not None:
+                    if entry[0] > now:
+                        if entry[3] != fingerprint:
+                            return _REUSED
+                        if entry[1] == _DONE:
+                            data.move_to_end(composite)
+                            return (DONE, entry[4])
+                        return (IN_PROGRESS, (entry[0] - now) / _TICKS)
+                    del data[composite]
+                # `MemoryStore._insert`, inlined, with this clock's ``now`` for this binding's
+                # entries: drop stale entries at the front, evict beyond max_keys. The front is
+                # looked at on one insert in `_SWEEP_EVERY`, dropping up to twice that many
+                # stale entries: the rate `_insert` drops them at, without reading the oldest
+                # entry (cold in the CPU's caches) on every call.
+                for _ in _SWEEP if inserts() % _SWEEP_EVERY == 0 else ():
+                    if not data:
+                        break
+                    oldest = next(iter(data))
+                    binding = oldest[0]
+                    if data[oldest][0] > (now if binding is self else binding.now()):
+                        break
+                    del data[oldest]
+                if len(data) >= store.max_keys:
+                    data.popitem(last=False)
+                data[composite] = [now + lease_ms * 1000, _PENDING, owner, fingerprint, None]
+                return _CLAIMED
+            finally:
+                release()
+
+        def complete(key: str, owner: Any, result: bytes, ttl_ms: int) -> bool:
+            """Store ``result`` for ``ttl_ms`` if ``owner`` still holds a live lease on ``key``."""
+            composite = (self, key)
+            acquire()
+            try:
+                now = round(monotonic() * _TICKS)
+                entry = data.get(composite)
+                if entry is None or entry[1] != _PENDING or entry[2] != owner or entry[0] <= now:
+                    return False
+                entry[0] = now + ttl_ms * 1000
+                entry[1] = _DONE
+                entry[4] = result
+                return True
+            finally:
+                release()
+
+        return claim, complete
 
     def now(self) -> int:
         """The clock, in microseconds (what `MemoryStore` expects of a binding)."""
@@ -64,47 +136,19 @@ class _MemoryIdempotency:
         """``idem:<namespace>:<sha256(key)>``."""
         return f"idem:{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"
 
-    def new_owner(self) -> str:
-        """A token unique in this process (the store is one process's memory)."""
-        return str(next(_OWNERS))
+    def key_prefix(self, namespace: str) -> str:
+        """``idem:<namespace>:``, what `storage_key` puts before the digest."""
+        return f"idem:{namespace}:"
 
-    def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
-        """Claim ``key`` for ``owner`` with a lease, or report what holds it."""
-        composite = (self, key)
-        with self._lock:
-            now = round(self._monotonic() * _TICKS)
-            entry = self._data.get(composite)
-            if entry is not None and entry[0] <= now:
-                del self._data[composite]
-                entry = None
-            if entry is None:
-                self._insert(composite, [now + lease_ms * 1000, _PENDING, owner, fingerprint, None])
-                return _CLAIMED
-            if entry[3] != fingerprint:
-                return _REUSED
-            if entry[1] == _DONE:
-                self._data.move_to_end(composite)
-                return (DONE, entry[4])
-            return (IN_PROGRESS, (entry[0] - now) / _TICKS)
+    #: A token unique in this process (the store is one process's memory): an int, which is
+    #: all that comparing owners needs.
+    new_owner: Callable[[], Any] = staticmethod(_OWNERS.__next__)
 
     async def aclaim(
         self, key: str, owner: str, fingerprint: str, lease_ms: int
     ) -> tuple[int, Any]:
         """`claim`: memory never waits, so the async form is the sync one."""
         return self.claim(key, owner, fingerprint, lease_ms)
-
-    def complete(self, key: str, owner: str, result: bytes, ttl_ms: int) -> bool:
-        """Store ``result`` for ``ttl_ms`` if ``owner`` still holds a live lease on ``key``."""
-        composite = (self, key)
-        with self._lock:
-            now = round(self._monotonic() * _TICKS)
-            entry = self._data.get(composite)
-            if entry is None or entry[1] != _PENDING or entry[2] != owner or entry[0] <= now:
-                return False
-            entry[0] = now + ttl_ms * 1000
-            entry[1] = _DONE
-            entry[4] = result
-            return True
 
     async def acomplete(self, key: str, owner: str, result: bytes, ttl_ms: int) -> bool:
         """Async `complete`."""

@@ -76,6 +76,10 @@ class _RedisIdempotency:
         """``<prefix>:idem:<namespace>:<sha256(key)>``."""
         return f"{self._prefix}{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    def key_prefix(self, namespace: str) -> str:
+        """``<prefix>:idem:<namespace>:``, what `storage_key` puts before the digest."""
+        return f"{self._prefix}{namespace}:"
+
     def new_owner(self) -> str:
         """A random token (128 bits): unique across processes and hosts."""
         return new_owner()

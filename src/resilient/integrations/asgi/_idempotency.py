@@ -38,6 +38,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
+from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,7 +46,7 @@ import anyio
 from ..._clock import SYSTEM_CLOCK
 from ..._errors import StoreUnavailable
 from ..._events import HUB, IdempotencyLeaseLostEvent, IdempotentReplay
-from ..._idempotency import CLAIMED, DONE, REUSED, bind_store
+from ..._idempotency import CLAIMED, DONE, REUSED, _key_sha256, bind_store
 from ..._rate_limit import _check_int, _check_seconds
 from ._problem import ASGIApp, Message, Receive, Scope, Send, header_value, send_problem
 
@@ -82,6 +83,7 @@ _BASE64 = re.compile(rb":([A-Za-z0-9+/=]*):")
 _UNESCAPED = re.compile(rb"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 _DISPLAY_RUN = re.compile(rb"[\x20\x21\x23\x24\x26-\x7e]+")
 _HEX = re.compile(rb"[0-9a-f]{2}")
+_PLAIN_QUOTED = re.compile(rb'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"\Z')
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -232,6 +234,16 @@ def parse_idempotency_key(raw: bytes) -> str | None:
     which is what most clients send: ``8e03978e-40d5-43e8-bc93-6894a57f9324``); in each case
     1 to 255 characters.
     """
+    if len(raw) <= 257:
+        # The common forms, read at once: a bare token is its own key whichever way it parses
+        # (an sf-token made of tchars, or not an sf-string/token at all), and a quoted string
+        # without escapes is its content.
+        if _HTTP_TOKEN.match(raw) is not None:
+            return raw.decode("ascii") if len(raw) <= 255 else None
+        quoted = _PLAIN_QUOTED.match(raw)
+        if quoted is not None:
+            key = quoted.group(1).decode("ascii")
+            return key if 1 <= len(key) <= 255 else None
     key = _sf_key(raw)
     if key is None:
         stripped = raw.strip(b" ")
@@ -243,7 +255,12 @@ def parse_idempotency_key(raw: bytes) -> str | None:
 
 def _anonymous_or_authorization(scope: Scope) -> str:
     value = header_value(scope, b"authorization")
-    return "" if value is None else hashlib.sha256(value).hexdigest()
+    return _principal_of(value)
+
+
+def _principal_of(authorization: bytes | None) -> str:
+    """The default principal: a SHA-256 of the ``Authorization`` header, "" without one."""
+    return "" if authorization is None else hashlib.sha256(authorization).hexdigest()
 
 
 class IdempotencyMiddleware:
@@ -278,6 +295,7 @@ class IdempotencyMiddleware:
     __slots__ = (
         "_backend",
         "_lease_ms",
+        "_prefix",
         "_replay",
         "_ttl_ms",
         "app",
@@ -333,13 +351,23 @@ class IdempotencyMiddleware:
         self._ttl_ms = max(1, math.ceil(self.ttl * 1000))
         self._lease_ms = max(1, math.ceil(self.lock_timeout * 1000))
         self._backend = bind_store(store, SYSTEM_CLOCK)
+        self._prefix = self._backend.key_prefix(_NAMESPACE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (only HTTP requests of ``methods`` are looked at)."""
         if scope["type"] != "http" or scope["method"] not in self.methods:
             await self.app(scope, receive, send)
             return
-        raw = header_value(scope, b"idempotency-key")
+        # One pass over the headers for the key and, for the default principal, Authorization
+        # (repeated lines joined with ", ", as `header_value` does).
+        raw: bytes | None = None
+        authorization: bytes | None = None
+        for name, value in scope.get("headers") or ():
+            name = name.lower()
+            if name == b"idempotency-key":
+                raw = value if raw is None else raw + b", " + value
+            elif name == b"authorization":
+                authorization = value if authorization is None else authorization + b", " + value
         if raw is None:
             if self.required:
                 await send_problem(
@@ -365,7 +393,8 @@ class IdempotencyMiddleware:
 
         # Read the whole body once (at most max_body bytes), keeping the messages as they came.
         messages: list[Message] = []
-        digest = hashlib.sha256()
+        digest: Any = None
+        body_digest = b""
         size = 0
         while True:
             message = await receive()
@@ -378,23 +407,40 @@ class IdempotencyMiddleware:
             if size > self.max_body:
                 await self.app(scope, _replaying(messages, receive), send)
                 return
+            more = message.get("more_body", False)
+            if digest is None and not more:  # the whole body in one message: the usual case
+                body_digest = (_key_sha256 if size <= 4096 else hashlib.sha256)(chunk).digest()
+                break
+            if digest is None:
+                digest = hashlib.sha256()
             digest.update(chunk)
-            if not message.get("more_body", False):
+            if not more:
+                body_digest = digest.digest()
                 break
 
-        principal = self.principal(scope)
-        fingerprint = hashlib.sha256(
+        principal_of = self.principal
+        principal = (
+            _principal_of(authorization)
+            if principal_of is _anonymous_or_authorization
+            else principal_of(scope)
+        )
+        # One SHA-256 for the storage key and the fingerprint: its digest after the scoped key
+        # is the key's (as `storage_key` makes it); after the request's method, path, query
+        # and body digest too, the fingerprint.
+        hashed = _key_sha256(f"{len(principal)}:{principal}:{key}".encode())
+        storage_key = self._prefix + hashed.hexdigest()
+        hashed.update(
             b"\0".join(
                 (
                     scope["method"].encode(),
                     scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape"),
                     scope.get("query_string", b""),
-                    digest.digest(),
+                    body_digest,
                 )
             )
-        ).hexdigest()
+        )
+        fingerprint = hashed.hexdigest()
         backend = self._backend
-        storage_key = backend.storage_key(_NAMESPACE, f"{len(principal)}:{principal}:{key}")
         owner = backend.new_owner()
         try:
             if backend.suspends:
@@ -437,68 +483,68 @@ class IdempotencyMiddleware:
                 headers=[(b"retry-after", str(max(1, math.ceil(payload))).encode())],
             )
             return
-        await self._run(scope, _replaying(messages, receive), send, storage_key, owner, key)
-
-    async def _run(
-        self, scope: Scope, receive: Receive, send: Send, storage_key: str, owner: str, key: str
-    ) -> None:
-        backend = self._backend
+        # Claimed: run the app, copying its response as it goes out (the state of that copy in
+        # the variables below, set by `capture`).
         replay = self._replay
         max_body = self.max_body
-        state: dict[str, Any] = {"status": 0, "headers": [], "body": [], "size": 0, "ok": True}
+        sent_status = 0
+        sent_headers: list[tuple[bytes, bytes]] = []
+        sent_body: list[bytes] = []
+        sent_size = 0
+        storable = True
         ended = False
 
         async def capture(message: Message) -> None:
-            nonlocal ended
+            nonlocal sent_status, sent_headers, sent_size, storable, ended
             kind = message["type"]
-            if kind == "http.response.start":
-                state["status"] = int(message["status"])
-                state["headers"] = [
-                    (bytes(name).lower(), bytes(value))
-                    for name, value in message.get("headers", ())
-                    if bytes(name).lower() in replay
-                ]
-                if message.get("trailers"):
-                    state["ok"] = False
-            elif kind == "http.response.body":
-                chunk = message.get("body", b"")
-                if state["ok"]:
-                    state["size"] += len(chunk)
-                    if state["size"] > max_body:
-                        state["ok"] = False
-                        state["body"] = []
+            if kind == "http.response.body":
+                if storable:
+                    chunk = message.get("body", b"")
+                    sent_size += len(chunk)
+                    if sent_size > max_body:
+                        storable = False
+                        sent_body.clear()
                     else:
-                        state["body"].append(bytes(chunk))
+                        sent_body.append(bytes(chunk))
                 if not message.get("more_body", False):
                     ended = True
+            elif kind == "http.response.start":
+                sent_status = int(message["status"])
+                kept = []
+                for name, value in message.get("headers", ()):
+                    lower = bytes(name).lower()
+                    if lower in replay:
+                        kept.append((lower, bytes(value)))
+                sent_headers = kept
+                if message.get("trailers"):
+                    storable = False
             else:  # trailers, pathsend, anything new: not something we can replay
-                state["ok"] = False
+                storable = False
             await send(message)
 
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, _replaying(messages, receive), capture)
         except BaseException:
             # If the store is down, the lease runs out by itself.
             with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailable):
                 await backend.arelease(storage_key, owner)
             raise
-        status = state["status"]
         storable = (
-            ended and state["ok"] and status < 500 and status not in _NOT_STORED and status >= 200
+            storable and ended and 200 <= sent_status < 500 and sent_status not in _NOT_STORED
         )
         try:
             if not backend.suspends:
                 if not storable:
                     backend.release(storage_key, owner)
                     return
-                record = _encode(status, state["headers"], b"".join(state["body"]))
+                record = _encode(sent_status, sent_headers, b"".join(sent_body))
                 stored = backend.complete(storage_key, owner, record, self._ttl_ms)
             else:
                 with anyio.CancelScope(shield=True):
                     if not storable:
                         await backend.arelease(storage_key, owner)
                         return
-                    record = _encode(status, state["headers"], b"".join(state["body"]))
+                    record = _encode(sent_status, sent_headers, b"".join(sent_body))
                     stored = await backend.acomplete(storage_key, owner, record, self._ttl_ms)
         except StoreUnavailable:
             return  # the response was sent; the lease runs out by itself
@@ -508,23 +554,29 @@ class IdempotencyMiddleware:
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:
     """A ``receive`` that hands out ``messages`` first, then defers to the real one."""
-    pending = list(messages)
+    pending = iter(messages)
 
     async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
+        for message in pending:
+            return message
         return await receive()
 
     return replay
 
 
-_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
 def _encode(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-    """A stored response: one line of JSON (status, headers as latin-1), a newline, the body."""
-    head = [status, [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]]
-    return _json(head).encode() + b"\n" + body
+    """A stored response: one line of JSON (status, headers as latin-1), a newline, the body.
+
+    The line is ``[status,[[name,value],...]]``, the compact ASCII JSON that `json.dumps`
+    writes, put together from the C string quoter.
+    """
+    fields = ",".join(
+        [
+            f"[{_quote(name.decode('latin-1'))},{_quote(value.decode('latin-1'))}]"
+            for name, value in headers
+        ]
+    )
+    return f"[{int(status)},[{fields}]]\n".encode() + body
 
 
 async def _send_stored(send: Send, record: bytes) -> None:
