@@ -170,7 +170,8 @@ class LimiterMachine(RuleBasedStateMachine):
         else:
             # The cost is granted after retry_after, and not one tick earlier.
             assert allows_later(key, cost, now + retry)
-            assert retry >= 1 and not allows_later(key, cost, now + retry - 1)
+            assert retry >= 1
+            assert not allows_later(key, cost, now + retry - 1)
         # The key is back to full after reset_after, and not one tick earlier.
         assert model.full(key, now + reset)
         assert reset == 0 or not model.full(key, now + reset - 1)
