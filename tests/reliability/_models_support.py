@@ -2,16 +2,17 @@
 
 - `bounded`: hypothesis settings sized for ``make test`` (a few seconds per test on two cores),
   multiplied under the ``soak`` profile (``HYPOTHESIS_PROFILE=soak``).
-- `record`: counts what a test exercised (calls, examples, inputs) into
+- `record`: counts what a test exercised (calls, decisions, inputs...) into
   ``build/reliability/models.json``, one entry per test, so the figures of a real run can be
-  quoted. The file is rewritten by every process that runs these tests: it describes the last
-  run only.
+  quoted. The file is written when the test process exits, by every process that ran any of
+  these tests: it describes the last run only.
 - `Holder`: keeps a ``with policy:`` block open across the steps of a state machine (a
   generator per block, so each exit is matched to its own entry).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -60,17 +61,27 @@ _entries: dict[str, dict[str, Any]] = {}
 
 
 def record(test: str, guarantee: str, **counts: int | float | str) -> None:
-    """Add ``counts`` (e.g. ``calls=1000``, ``examples=50``) to ``test``'s entry and save.
+    """Add ``counts`` (e.g. ``calls=1000``, ``examples=50``) to ``test``'s entry.
 
-    Numbers add up when a test records several times (each parametrization, each backend).
+    Numbers add up when a test records several times (each example, parametrization,
+    backend). Cheap: the file is written once, when the process exits.
     """
     with _lock:
-        entry = _entries.setdefault(test, {"guarantee": guarantee})
+        entry = _entries.get(test)
+        if entry is None:
+            entry = _entries[test] = {"guarantee": guarantee}
         for name, value in counts.items():
             if isinstance(value, str):
                 entry[name] = value
             else:
                 entry[name] = entry.get(name, 0) + value
+
+
+@atexit.register
+def _save() -> None:
+    with _lock:
+        if not _entries:
+            return
         totals: dict[str, int | float] = {}
         for item in _entries.values():
             for name, value in item.items():
