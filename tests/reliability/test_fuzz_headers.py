@@ -178,13 +178,37 @@ APP = stack()
 ALLOWED = {201, 400, 409, 422, 429, 503, 504}
 
 
-def expected_key_status(headers: list[tuple[bytes, bytes]]) -> int | None:
-    """400 when the request's Idempotency-Key is malformed (None: no opinion)."""
-    values = [v for k, v in headers if k == b"idempotency-key"]
+DEADLINE_PARSERS = [
+    (b"grpc-timeout", parse_grpc_timeout),
+    (b"x-envoy-expected-rq-timeout-ms", parse_milliseconds),
+    (b"x-request-timeout", parse_seconds),
+]
+
+
+def joined(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    values = [v for k, v in headers if k == name]
     if not values:
         return None
-    joined = values[0] if len(values) == 1 else b", ".join(values)
-    return 400 if parse_idempotency_key(joined) is None else None
+    return values[0] if len(values) == 1 else b", ".join(values)
+
+
+def expected_key_status(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """400 when the request's Idempotency-Key is malformed (None: no opinion).
+
+    Unless the deadline has expired or is about to: the deadline middleware, outermost,
+    answers 504 (the first deadline header with a well-formed value counts).
+    """
+    for name, parse in DEADLINE_PARSERS:
+        raw = joined(headers, name)
+        seconds = None if raw is None else parse(raw)
+        if seconds is not None:
+            if seconds < 1.0:
+                return None
+            break
+    key = joined(headers, b"idempotency-key")
+    if key is None:
+        return None
+    return 400 if parse_idempotency_key(key) is None else None
 
 
 @given(
