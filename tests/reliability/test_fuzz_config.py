@@ -211,7 +211,7 @@ def load(source: Any) -> str:
 
 
 @given(config=configs)
-@bounded(150)
+@bounded(100)
 def test_fuzz_load_policies_from_mappings(config: dict[str, Any]) -> None:
     outcome = load(config)
     record("test_fuzz_load_policies_from_mappings", "config loader (mappings)", inputs=1)

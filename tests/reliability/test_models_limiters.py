@@ -227,10 +227,11 @@ class LimiterMachine(RuleBasedStateMachine):
             self.limiter.try_acquire(key, 1)
 
 
-def test_limiters_match_their_models_in_memory() -> None:
+def test_limiters_match_their_models_in_memory(gcra_impl: str) -> None:
+    """Once with the C token bucket of the memory store, once with the pure Python one."""
     LimiterMachine.redis = None
     LimiterMachine.decisions = 0
-    run_state_machine_as_test(LimiterMachine, settings=bounded(100, 40))
+    run_state_machine_as_test(LimiterMachine, settings=bounded(50, 40))
     record(
         "test_limiters_match_their_models_in_memory",
         "token bucket, sliding log and sliding counter decisions (MemoryStore)",
