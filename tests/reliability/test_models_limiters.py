@@ -178,12 +178,14 @@ class LimiterMachine(RuleBasedStateMachine):
 
     @rule(key=st.sampled_from(KEYS), cost=st.integers(1, 6))
     def try_acquire(self, key: str, cost: int) -> None:
-        if cost > self.limit:
-            with pytest.raises(ValueError, match="cost"):
-                self.limiter.try_acquire(key, cost)
-            return
+        cost = 1 + (cost - 1) % self.limit  # every cost from 1 to the limit
         now = self.now()
         self.check(self.decide(key, cost), key, cost, now)
+
+    @rule(key=st.sampled_from(KEYS), excess=st.integers(1, 3))
+    def too_costly(self, key: str, excess: int) -> None:
+        with pytest.raises(ValueError, match="cost"):
+            self.limiter.try_acquire(key, self.limit + excess)
 
     @rule(ticks=st.sampled_from([1, 999, 250_000, 1_000_000, 2_500_000, 7_500_000, 31_000_000]))
     def advance(self, ticks: int) -> None:
@@ -243,7 +245,7 @@ def test_limiters_match_their_models_in_redis(redis_client: Any) -> None:
     LimiterMachine.redis = redis_client
     LimiterMachine.decisions = 0
     try:
-        run_state_machine_as_test(LimiterMachine, settings=bounded(40, 30))
+        run_state_machine_as_test(LimiterMachine, settings=bounded(60, 40))
     finally:
         LimiterMachine.redis = None
     record(
