@@ -380,17 +380,20 @@ async def test_half_open_admits_exactly_its_trials_from_1000_tasks(
         release = anyio.Event()
         counts = {"admitted": 0, "rejected": 0}
 
+        def tried(outcome: str) -> None:
+            counts[outcome] += 1
+            if counts["admitted"] + counts["rejected"] == TASKS:
+                release.set()  # every task has tried: the trials may end
+
         async def trial() -> None:
-            counts["admitted"] += 1
+            tried("admitted")
             await release.wait()
 
         async def attempt() -> None:
             try:
                 await breaker.acall(trial)
             except CircuitOpenError:
-                counts["rejected"] += 1
-            if counts["rejected"] == TASKS - 3:
-                release.set()
+                tried("rejected")
 
         async with anyio.create_task_group() as group:
             for _ in range(TASKS):
