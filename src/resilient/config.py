@@ -153,7 +153,8 @@ def _exception_type(value: object) -> object:
         found = getattr(
             importlib.import_module(module_name) if module_name else builtins, attribute
         )
-    except (ImportError, AttributeError, ValueError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        # TypeError: a relative module name (".errors") has no package to be relative to.
         raise ValueError(f"cannot import the exception {value!r}: {exc}") from None
     if not (isinstance(found, type) and issubclass(found, BaseException)):
         raise ValueError(f"{value!r} is not an exception class")
@@ -665,7 +666,8 @@ def _key_function(value: object) -> object:
         found = importlib.import_module(module_name)
         for part in attribute.split("."):
             found = getattr(found, part)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        # TypeError: a relative module name (".keys") has no package to be relative to.
         raise ValueError(f"cannot import the key function {value!r}: {exc}") from None
     if not callable(found):
         raise ValueError(f"{value!r} is not callable")
