@@ -50,16 +50,38 @@ So a caller does::
 Timeouts
 --------
 
-The store cannot make a call give up sooner than its client does: build the client with a
-short ``socket_timeout`` and ``socket_connect_timeout`` and without retries with backoff
-(redis-py >= 6 retries three times by default), or use `RedisStore.from_url`, which does.
+A decision waits at most about twice the client's ``socket_timeout``, whatever the client's own
+retry settings (redis-py >= 6 retries with backoff by default: ten times in redis-py 8, seconds
+against a dead server). The store never changes the client it is given; it sends its scripts
+through `_commands`, which is:
+
+- the client itself when the client makes one attempt per call (``Retry(NoBackoff(), 0)``, as
+  `RedisStore.from_url` builds it);
+- for a sync ``redis.Redis`` that retries, a second ``redis.Redis`` on a pool of its own (same
+  pool class, size and connection settings, ``Retry(NoBackoff(), 0)``). A client sharing the
+  user's pool would not do: redis-py applies retries per connection (``Connection.retry``,
+  copied from the pool's settings), and the pool reconnects a broken connection with those
+  retries before any command is sent. The store's scripts and the user's commands then use
+  separate connections;
+- for a sync ``redis.cluster.RedisCluster`` that retries, the client with each call aimed at
+  the node of its first key (``target_nodes=``), which redis-py runs once, without its
+  cluster-level retries; the node clients never retry (redis-py builds them that way), and
+  ``MOVED``/``ASK`` redirections are still followed;
+- for an async client (``redis.asyncio.Redis`` or its cluster client) that retries, the client
+  itself, each call bounded by a deadline of twice its socket timeout (``asyncio.timeout``).
+  redis-py disconnects a connection whose command is cancelled and returns it to the pool, so
+  the user's commands on the same pool are not affected.
+
+A client without a ``socket_timeout`` has no bound to keep; a sync client on a pool other than
+``ConnectionPool`` / ``BlockingConnectionPool`` (Sentinel, for instance) is used as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +159,107 @@ def _client_kind(client: object) -> str:
     )
 
 
+def _retries(kwargs: dict[str, Any]) -> int:
+    """How often a redis-py connection built with ``kwargs`` retries a command (-1: forever)."""
+    retry = kwargs.get("retry")
+    if retry is not None:
+        return int(retry.get_retries())
+    # redis-py builds Retry(NoBackoff(), 1) for a connection given only retry_on_* options.
+    return 1 if kwargs.get("retry_on_timeout") or kwargs.get("retry_on_error") else 0
+
+
+def _cluster_retries(client: Any) -> int:
+    """A cluster client's cluster-level retries (-1 when redis-py does not say)."""
+    retry = getattr(client, "retry", None)
+    return int(retry.get_retries()) if retry is not None else -1
+
+
+def _socket_timeout(kwargs: dict[str, Any]) -> float | None:
+    timeout = kwargs.get("socket_timeout")
+    return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
+
+
+class _ClusterCommands:
+    """A sync cluster client's calls aimed at the node of their first key, so run once.
+
+    ``RedisCluster.execute_command`` skips its cluster-level retries when it is given
+    ``target_nodes``; the call still follows ``MOVED`` and ``ASK`` redirections.
+    """
+
+    __slots__ = ("_client", "execute_command")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        node_of = client.get_node_from_key
+        execute = client.execute_command
+
+        def execute_command(*args: Any) -> Any:
+            # args: EVALSHA|EVAL, sha|source, numkeys, key, ... (every script has a key)
+            if not args[2]:
+                return execute(*args)
+            return execute(*args, target_nodes=node_of(args[3]))
+
+        self.execute_command = execute_command
+
+
+def _sync_commands(client: Any) -> Any:
+    """What a sync store sends its commands through (see "Timeouts" in the module docstring)."""
+    import redis
+    import redis.backoff
+    import redis.cluster
+    import redis.retry
+
+    if isinstance(client, redis.cluster.RedisCluster):
+        if _cluster_retries(client) == 0:
+            return client
+        return _ClusterCommands(client)
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    if _retries(kwargs) == 0 or _socket_timeout(kwargs) is None:
+        return client
+    pool_class = type(pool)
+    if pool_class not in (redis.ConnectionPool, redis.BlockingConnectionPool):
+        return client
+    kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    kwargs.pop("retry_on_timeout", None)
+    kwargs.pop("retry_on_error", None)
+    options: dict[str, Any] = {}
+    if pool_class is redis.BlockingConnectionPool:
+        options["timeout"] = pool.timeout
+    shadow_pool = pool_class(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        **options,
+        **kwargs,
+    )
+    return redis.Redis(connection_pool=shadow_pool)
+
+
+def _async_deadline(client: Any) -> float | None:
+    """The deadline of an async client's calls, or None when its own settings bound them."""
+    import redis.asyncio.cluster
+
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        kwargs = client.connection_kwargs
+        retries = _cluster_retries(client)
+    else:
+        kwargs = client.connection_pool.connection_kwargs
+        retries = _retries(kwargs)
+    timeout = _socket_timeout(kwargs)
+    if retries == 0 or timeout is None:
+        return None
+    return 2 * timeout
+
+
+async def _within(call: Coroutine[Any, Any, Any], seconds: float) -> Any:
+    """Await ``call``, cancelled after ``seconds`` (then TimeoutError, an OSError)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await call
+    else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+        return await asyncio.wait_for(call, seconds)
+
+
 class RedisStore:
     """State in Redis, shared by every process using the same server and prefix.
 
@@ -156,10 +279,12 @@ class RedisStore:
     - ``"deny"``: fail closed; the decision refuses with ``retry_after=error_retry_after``;
     - ``"raise"``: raise `resilient.StoreUnavailable`.
 
-    Nothing waits longer than the client's own timeouts, so give the client a short
-    ``socket_timeout`` and no retries, or build the store with `from_url`. After a restart the
-    store carries on: scripts are reloaded on ``NOSCRIPT`` and the client reconnects; only the
-    counters are lost (limits start over, full).
+    A decision waits at most about twice the client's ``socket_timeout``, whatever the
+    client's own retries (the store does not change the client; a sync ``redis.Redis`` that
+    retries gets a second pool of connections, without retries, for the store's scripts), so
+    give the client a short ``socket_timeout``, or build the store with `from_url`. After a
+    restart the store carries on: scripts are reloaded on ``NOSCRIPT`` and the client
+    reconnects; only the counters are lost (limits start over, full).
 
     Args:
         client: a ``redis.Redis`` or ``redis.asyncio.Redis`` (cluster clients too).
@@ -171,6 +296,8 @@ class RedisStore:
 
     __slots__ = (
         "_async",
+        "_commands",
+        "_deadline",
         "_errors",
         "_health",
         "_no_script",
@@ -215,6 +342,14 @@ class RedisStore:
         )
         self._no_script: type[BaseException] = redis.exceptions.NoScriptError
         self._scripts: dict[str, _Script] = {}
+        # What the scripts go through, and the async deadline: each decision waits at most
+        # about twice the socket timeout, whatever the client's retries (module docstring).
+        self._commands: Any = client
+        self._deadline: float | None = None
+        if self._async:
+            self._deadline = _async_deadline(client)
+        else:
+            self._commands = _sync_commands(client)
         # The first failure of an outage logs a WARNING, the first success after it an INFO.
         self._health = StoreHealth(_describe(client, prefix))
 
@@ -297,7 +432,7 @@ class RedisStore:
                 "decorated functions) or give the store a redis.Redis"
             )
         try:
-            reply = self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
+            reply = self._commands.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
         except Exception as error:
             reply = self._evalsha_failed(error, script, numkeys, keys_and_args)
         if self._health.down:
@@ -319,7 +454,9 @@ class RedisStore:
         """
         if isinstance(error, self._no_script):
             try:
-                return self.client.execute_command("EVAL", script.source, numkeys, *keys_and_args)
+                return self._commands.execute_command(
+                    "EVAL", script.source, numkeys, *keys_and_args
+                )
             except self._errors as again:
                 raise StoreUnavailable(f"redis failed: {again}") from again
         if isinstance(error, self._errors):
@@ -336,17 +473,29 @@ class RedisStore:
                 "redis.asyncio runs on asyncio only; under trio give the RedisStore a sync "
                 "redis.Redis client (its calls then run in a worker thread)"
             ) from None
-        execute = self.client.execute_command
         try:
-            try:
-                reply = await execute("EVALSHA", script.sha, numkeys, *keys_and_args)
-            except self._no_script:
-                reply = await execute("EVAL", script.source, numkeys, *keys_and_args)
+            if self._deadline is None:
+                execute = self.client.execute_command
+                try:
+                    reply = await execute("EVALSHA", script.sha, numkeys, *keys_and_args)
+                except self._no_script:
+                    reply = await execute("EVAL", script.source, numkeys, *keys_and_args)
+            else:
+                reply = await _within(self._acall(script, numkeys, keys_and_args), self._deadline)
         except self._errors as error:
             raise StoreUnavailable(f"redis failed: {error}") from error
         if self._health.down:
             self._health.recovered()
         return reply
+
+    async def _acall(
+        self, script: _Script, numkeys: int, keys_and_args: tuple[str | int, ...]
+    ) -> Any:
+        execute = self.client.execute_command
+        try:
+            return await execute("EVALSHA", script.sha, numkeys, *keys_and_args)
+        except self._no_script:
+            return await execute("EVAL", script.source, numkeys, *keys_and_args)
 
     def _failed(self, error: StoreUnavailable, *, policy: str, name: str, operation: str) -> str:
         action = self.on_error
@@ -420,7 +569,7 @@ class _RedisRateLimiter:
         first = self._first
         second = self._second
         limit = self._limit
-        execute = store.client.execute_command
+        execute = store._commands.execute_command
         failed = store._evalsha_failed
         fallback = self._fallback
         general = self._decide
