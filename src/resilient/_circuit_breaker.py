@@ -32,7 +32,7 @@ from typing_extensions import ParamSpec, Self
 from ._clock import Clock, check_clock
 from ._deadline import deadline_passed, is_cancellation
 from ._errors import CircuitOpenError, DeadlineExceeded, Rejected
-from ._events import HUB, CallRejected, CircuitStateChanged, _Unraisable
+from ._events import HUB, CallRejected, CircuitStateChanged, _reraise, _Unraisable
 from ._policy import Policy
 from ._scopes import ScopeStack, caller_frame
 
@@ -1146,6 +1146,7 @@ class CircuitBreaker(Policy):
         reject = self._reject
         failure_result = self._failure_result
         timed = self._timed
+        key = (self.kind, self.name)
 
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             permit: Any = backend.closed
@@ -1158,11 +1159,17 @@ class CircuitBreaker(Policy):
             else:
                 start = None  # a closed count window without slow calls needs no clock
             try:
-                result = (
-                    fn(*args, **kwargs)
-                    if not HUB.timing
-                    else HUB.timed(self, None, fn, args, kwargs)
-                )
+                if not HUB.timing:
+                    result = fn(*args, **kwargs)
+                elif (success := HUB.counting.get(key)) is None:  # not bound yet, or timed
+                    result = HUB.timed(self, None, fn, args, kwargs)
+                else:  # counted without a duration: inline, the cheapest way
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        HUB.counted(key, _reraise, exc)
+                        raise
+                    success()
             except BaseException as exc:
                 settle(permit, start, judge(exc))
                 raise

@@ -44,7 +44,9 @@ from ._events import (
     RetriesExhausted,
     RetryBudgetExhaustedEvent,
     RetryScheduled,
+    acounted,
     atimed,
+    counted,
     timed,
 )
 from ._policy import Policy
@@ -389,10 +391,20 @@ class Retry(Policy):
         slow = self._retry_sync
         run = self._run_sync
         if self._fast:
+            key = (self.kind, name or self.kind)
 
             def fast_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 if HUB.timing:
-                    return timed(self, name, run, (fn, args, kwargs, name), {})  # type: ignore[no-any-return]
+                    success = HUB.counting.get(key)
+                    if success is None:  # not bound yet, or timed
+                        return timed(self, name, run, (fn, args, kwargs, name), {})  # type: ignore[no-any-return]
+                    # Counted without a duration: inline, the cheapest way.
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        return counted(key, slow, fn, args, kwargs, exc, None, 0.0, name)  # type: ignore[no-any-return]
+                    success()
+                    return result
                 try:
                     return fn(*args, **kwargs)
                 except BaseException as exc:
@@ -502,10 +514,20 @@ class Retry(Policy):
         slow = self._retry_async
         run = self._run_async
         if self._fast:
+            key = (self.kind, name or self.kind)
 
             async def fast_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 if HUB.timing:
-                    return await atimed(self, name, run, (fn, args, kwargs, name), {})
+                    success = HUB.counting.get(key)
+                    if success is None:  # not bound yet, or timed
+                        return await atimed(self, name, run, (fn, args, kwargs, name), {})
+                    # Counted without a duration: inline, the cheapest way.
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        return await acounted(key, slow, fn, args, kwargs, exc, None, 0.0, name)
+                    success()
+                    return result
                 try:
                     return await fn(*args, **kwargs)
                 except BaseException as exc:

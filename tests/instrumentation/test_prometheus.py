@@ -49,7 +49,7 @@ def labels(**pairs: str) -> tuple[tuple[str, str], ...]:
 @pytest.fixture
 def registry() -> Iterator[CollectorRegistry]:
     registry = CollectorRegistry()
-    metrics = PrometheusMetrics(registry=registry)
+    metrics = PrometheusMetrics(registry=registry, durations=True)
     yield registry
     metrics.close()
     assert HUB.active is False
@@ -120,6 +120,8 @@ def test_no_metric_work_for_events_it_does_not_export(registry: CollectorRegistr
     assert len(subscriptions) == 6  # one per exported event type
     assert not any(s.wants(LimitChanged) for s in subscriptions)
     assert HUB.timing is True  # it asked for CallCompleted
+    resilient.CircuitBreaker("no-records").call(lambda: None)
+    assert HUB.calls[("circuit_breaker", "no-records")].durations is True
 
 
 def test_a_second_exporter_on_the_same_registry_is_refused_clearly() -> None:
@@ -193,3 +195,189 @@ def test_a_breaker_shared_through_redis_is_not_read_at_scrape_time(
     assert commands == []  # the scrape did no I/O
     assert states[labels(name="shared-gauge", state="open")] == 1.0
     assert states[labels(name="shared-gauge", state="closed")] == 0.0
+
+
+def test_without_durations_calls_are_counted_and_no_clock_is_read() -> None:
+    from resilient.testing import FakeClock
+
+    class CountingClock(FakeClock):
+        reads = 0
+
+        def monotonic(self) -> float:
+            self.reads += 1
+            return super().monotonic()
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)  # durations=False is the default
+    clock = CountingClock()
+    retry = resilient.Retry(on=ConnectionError, attempts=2, clock=clock, name="quiet")
+    work = retry(lambda: "ok")
+    try:
+        for _ in range(5):
+            assert work() == "ok"
+        assert retry.call(lambda: "ok") == "ok"
+        with pytest.raises(KeyError):
+            retry(lambda: {}["missing"])()  # not retryable: one attempt, one failure
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert clock.reads == 0
+    assert pick(final, "resilient_calls_total", "quiet") == {
+        labels(policy="retry", name="quiet", outcome="success"): 6.0,
+        labels(policy="retry", name="quiet", outcome="failure"): 1.0,
+    }
+    assert pick(final, "resilient_call_duration_seconds_count") == {}
+    assert ("circuit_breaker", "quiet") not in HUB.counting
+
+
+def test_counts_stay_exact_under_16_threads() -> None:
+    import sys
+    import threading
+
+    breaker = resilient.CircuitBreaker("threads", failure_rate=None, consecutive_failures=10**9)
+    retry = resilient.Retry(on=ConnectionError, attempts=1, name="threads")
+    through_breaker = breaker(lambda: None)
+    through_retry = retry(lambda: None)
+    rounds = 1_000
+
+    def hammer(start: threading.Barrier) -> None:
+        start.wait()
+        for _ in range(rounds):
+            through_breaker()
+            through_retry()
+            with pytest.raises(ZeroDivisionError):
+                breaker.call(lambda: 1 / 0)
+
+    def run_16_threads() -> None:
+        start = threading.Barrier(16)
+        threads = [threading.Thread(target=hammer, args=(start,)) for _ in range(16)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads often: increments interleave
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+
+    counted = PrometheusMetrics(registry=CollectorRegistry(), namespace="bare")
+    try:
+        run_16_threads()  # the inlined path: counters only
+        metrics = PrometheusMetrics(registry=CollectorRegistry(), durations=True, buckets=(0.5, 1))
+        try:
+            run_16_threads()  # two exporters, one timing: every call is timed
+            final = samples(metrics.registry)
+        finally:
+            metrics.close()
+        bare = samples(counted.registry)
+    finally:
+        counted.close()
+
+    def expected(calls: int) -> dict[tuple[tuple[str, str], ...], float]:
+        return {
+            labels(policy="circuit_breaker", name="threads", outcome="success"): float(calls),
+            labels(policy="circuit_breaker", name="threads", outcome="failure"): float(calls),
+            labels(policy="retry", name="threads", outcome="success"): float(calls),
+        }
+
+    calls = 16 * rounds
+    assert pick(final, "resilient_calls_total", "threads") == expected(calls)
+    assert pick(bare, "bare_calls_total", "threads") == expected(2 * calls)
+    counts = pick(final, "resilient_call_duration_seconds_count", "threads")
+    assert counts == {
+        labels(policy="circuit_breaker", name="threads"): float(2 * calls),
+        labels(policy="retry", name="threads"): float(calls),
+    }
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "threads")
+    assert buckets[labels(policy="retry", name="threads", le="+Inf")] == float(calls)
+
+
+def test_the_histogram_sum_is_exact_across_folds() -> None:
+    from resilient.testing import FakeClock
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=True, buckets=[0.1, 1, 10])
+    clock = FakeClock()
+
+    def quarter() -> None:
+        clock.advance(0.25)
+
+    breaker = resilient.CircuitBreaker("folds", clock=clock)
+    try:
+        for _ in range(3000):  # more than one fold of the pending durations
+            breaker.call(quarter)
+        final = samples(registry)
+    finally:
+        metrics.close()
+    sums = pick(final, "resilient_call_duration_seconds_sum", "folds")
+    assert sums == {labels(policy="circuit_breaker", name="folds"): pytest.approx(750.0)}
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "folds")
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {
+        "0.1": 0.0,
+        "1.0": 3000.0,
+        "10.0": 3000.0,
+        "+Inf": 3000.0,
+    }
+
+
+def test_bad_buckets_and_durations_are_refused() -> None:
+    with pytest.raises(ValueError, match="buckets"):
+        PrometheusMetrics(registry=CollectorRegistry(), buckets=[1.0, 0.5])
+    with pytest.raises(ValueError, match="buckets"):
+        PrometheusMetrics(registry=CollectorRegistry(), buckets=["x"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="durations"):
+        PrometheusMetrics(registry=CollectorRegistry(), durations=1)  # type: ignore[arg-type]
+    assert HUB.active is False
+
+
+def test_a_plain_subscriber_and_the_exporter_share_the_call_path() -> None:
+    from resilient.instrumentation import CallCompleted
+    from resilient.testing import FakeClock
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    seen: list[CallCompleted] = []
+    resilient.instrumentation.subscribe(seen.append, events=CallCompleted)
+    clock = FakeClock()
+
+    def tick() -> str:
+        clock.advance(0.5)
+        return "ok"
+
+    try:
+        assert resilient.CircuitBreaker("both", clock=clock)(tick)() == "ok"
+        final = samples(registry)
+    finally:
+        resilient.instrumentation.unsubscribe(seen.append)
+        metrics.close()
+    assert [(e.name, e.outcome, e.duration) for e in seen] == [("both", "success", 0.5)]
+    assert pick(final, "resilient_calls_total", "both") == {
+        labels(policy="circuit_breaker", name="both", outcome="success"): 1.0
+    }
+
+
+def test_multiprocess_mode_uses_prometheus_client_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent")
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=True)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    try:
+        from prometheus_client import Counter
+
+        assert isinstance(metrics._calls._calls, Counter)
+        breaker = resilient.CircuitBreaker("direct")
+        breaker.call(lambda: None)
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_calls_total", "direct") == {
+        labels(policy="circuit_breaker", name="direct", outcome="success"): 1.0,
+        labels(policy="circuit_breaker", name="direct", outcome="failure"): 1.0,
+    }
+    counts = pick(final, "resilient_call_duration_seconds_count", "direct")
+    assert counts == {labels(policy="circuit_breaker", name="direct"): 2.0}
