@@ -1,0 +1,114 @@
+"""Per-policy call counters for the exporters, kept without locks on the call path.
+
+Each (policy, name) has its own counters, `itertools.count` objects: ``next(counter)`` runs in
+C under the GIL, so concurrent increments are never lost (``n += 1`` on a Python int can be:
+load, add and store are three steps another thread can come between). The histogram keeps
+one counter per bucket (not cumulative; added up when read) and its sum as a list of
+durations that a lock-holding fold adds up now and then, ``list.append`` being atomic too.
+Exporters read them at scrape or collection time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
+
+from .._events import CallSink
+
+__all__: list[str] = []
+
+# A bucket's counter folds the pending durations into the sum every this many calls (+1), so
+# the list of durations not yet added up stays short even if nobody reads them.
+_FOLD_MASK = 1023
+
+
+def _value(counter: Any) -> int:
+    """The next value of an `itertools.count`, which is how many times it was advanced."""
+    text = repr(counter)  # "count(12)"
+    return int(text[6:-1])
+
+
+class _Counts(CallSink):
+    """The calls of one policy, by outcome; no durations."""
+
+    __slots__ = ("_lock", "name", "outcomes", "policy", "success")
+
+    durations = False
+    raises = False
+
+    def __init__(self, policy: str, name: str) -> None:
+        self.policy = policy
+        self.name = name
+        self._lock = threading.Lock()
+        ok = itertools.count()
+        self.outcomes: dict[str, Any] = {"success": ok}
+        #: `CallSink.success`, straight to C: a successful call costs one counter step.
+        self.success: Callable[[], object] = ok.__next__
+
+    def _outcome(self, outcome: str) -> Any:
+        counter = self.outcomes.get(outcome)
+        if counter is None:
+            with self._lock:
+                counter = self.outcomes.setdefault(outcome, itertools.count())
+        return counter
+
+    def succeeded(self, duration: float) -> None:
+        self.success()
+
+    def record(self, outcome: str, duration: float) -> None:
+        next(self._outcome(outcome))
+
+    def counts(self) -> list[tuple[str, int]]:
+        """(outcome, calls) for each outcome seen at least once."""
+        counts = [(outcome, _value(counter)) for outcome, counter in list(self.outcomes.items())]
+        return [(outcome, count) for outcome, count in counts if count]
+
+
+class _Timings(_Counts):
+    """The calls of one policy, by outcome, and a histogram of their durations."""
+
+    __slots__ = ("_bounds", "_buckets", "_pending", "_sum")
+
+    durations = True
+
+    def __init__(self, policy: str, name: str, bounds: tuple[float, ...]) -> None:
+        super().__init__(policy, name)
+        self._bounds = bounds
+        self._buckets = [itertools.count() for _ in bounds]
+        self._pending: list[float] = []
+        self._sum = 0.0
+
+    def succeeded(self, duration: float) -> None:
+        self.success()
+        self._pending.append(duration)
+        if not next(self._buckets[bisect_left(self._bounds, duration)]) & _FOLD_MASK:
+            self._fold()
+
+    def record(self, outcome: str, duration: float) -> None:
+        next(self._outcome(outcome))
+        self._pending.append(duration)
+        if not next(self._buckets[bisect_left(self._bounds, duration)]) & _FOLD_MASK:
+            self._fold()
+
+    def _fold(self) -> float:
+        """Add the pending durations to the sum (only here are they removed); the sum."""
+        with self._lock:
+            pending = self._pending
+            total = self._sum
+            while pending:
+                total += pending.pop()
+            self._sum = total
+            return total
+
+    def histogram(self) -> tuple[list[tuple[float, int]], float]:
+        """(upper bound, cumulative count) for each bucket, and the sum of the durations."""
+        total = self._fold()
+        running = 0
+        cumulative = []
+        for bound, counter in zip(self._bounds, self._buckets, strict=True):
+            running += _value(counter)
+            cumulative.append((bound, running))
+        return cumulative, total
