@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import circuitbreaker
 import pybreaker
@@ -62,6 +63,7 @@ def _instrumented(report: Report) -> None:
         exported = report.add(group, "resilient CircuitBreaker, PrometheusMetrics", measure(ours))
     finally:
         metrics.close()
+    _exporter_rows(report, group, "resilient CircuitBreaker", ours, idle)
     report.check(
         "breaker with PrometheusMetrics costs < 2x the uninstrumented call",
         exported < 2 * idle,
@@ -151,3 +153,31 @@ def _redis(report: Report) -> None:
         client.close()
         trusting_client.close()
         theirs_client.close()
+
+
+def _exporter_rows(report: Report, group: str, label: str, ours: Any, idle: float) -> None:
+    """The other exporter settings, each noted with its ratio to the uninstrumented call."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry
+
+    from resilient.instrumentation.opentelemetry import OpenTelemetryInstrumentation
+    from resilient.instrumentation.prometheus import PrometheusMetrics
+
+    exporters: dict[str, Any] = {
+        "PrometheusMetrics(durations=True)": lambda: PrometheusMetrics(
+            registry=CollectorRegistry(), durations=True
+        ),
+        "OpenTelemetryInstrumentation (SDK)": lambda: OpenTelemetryInstrumentation(
+            meter_provider=MeterProvider()
+        ),
+        "OpenTelemetryInstrumentation(durations=True) (SDK)": lambda: OpenTelemetryInstrumentation(
+            meter_provider=MeterProvider(), durations=True
+        ),
+    }
+    for name, make in exporters.items():
+        exporter = make()
+        try:
+            seconds = measure(ours)
+        finally:
+            exporter.close()
+        report.add(group, f"{label}, {name}", seconds)

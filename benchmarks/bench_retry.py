@@ -80,6 +80,7 @@ def _instrumented(report: Report) -> None:
         exported = report.add(group, "resilient @retry, PrometheusMetrics", measure(ours))
     finally:
         metrics.close()
+    _exporter_rows(report, group, "resilient @retry", ours, idle)
     report.check(
         "@retry with PrometheusMetrics costs < 2x the uninstrumented call",
         exported < 2 * idle,
@@ -171,3 +172,31 @@ def _timeouts(report: Report) -> None:
     report.add(group, "bare await", measure_async(awork, "trio"), baseline=True)
     report.add(group, "resilient.timeout(2.0)", measure_async(with_timeout, "trio"))
     report.add(group, "anyio.fail_after(2.0)", measure_async(with_anyio_scope, "trio"))
+
+
+def _exporter_rows(report: Report, group: str, label: str, ours: Any, idle: float) -> None:
+    """The other exporter settings, each noted with its ratio to the uninstrumented call."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry
+
+    from resilient.instrumentation.opentelemetry import OpenTelemetryInstrumentation
+    from resilient.instrumentation.prometheus import PrometheusMetrics
+
+    exporters: dict[str, Any] = {
+        "PrometheusMetrics(durations=True)": lambda: PrometheusMetrics(
+            registry=CollectorRegistry(), durations=True
+        ),
+        "OpenTelemetryInstrumentation (SDK)": lambda: OpenTelemetryInstrumentation(
+            meter_provider=MeterProvider()
+        ),
+        "OpenTelemetryInstrumentation(durations=True) (SDK)": lambda: OpenTelemetryInstrumentation(
+            meter_provider=MeterProvider(), durations=True
+        ),
+    }
+    for name, make in exporters.items():
+        exporter = make()
+        try:
+            seconds = measure(ours)
+        finally:
+            exporter.close()
+        report.add(group, f"{label}, {name}", seconds)

@@ -237,8 +237,20 @@ def call_completed(policy: str, name: str, duration: float, error: BaseException
     calls.record(outcome_of(error), duration)
 
 
+# Which attribute holds a policy class's clock ("" for none), found once per class: a getattr
+# that misses raises and catches an AttributeError inside, which costs more than the call.
+_clock_attributes: dict[type, str] = {}
+
+
 def _monotonic_of(policy: Any) -> Callable[[], float]:
-    clock = getattr(policy, "clock", None) or getattr(policy, "_clock", None)
+    cls = type(policy)
+    attribute = _clock_attributes.get(cls)
+    if attribute is None:
+        attribute = next((a for a in ("clock", "_clock") if hasattr(cls, a)), "")
+        _clock_attributes[cls] = attribute
+    clock = getattr(policy, attribute, None) if attribute else None
+    if clock is None:  # an instance without one after all: look both up
+        clock = getattr(policy, "clock", None) or getattr(policy, "_clock", None)
     return time.monotonic if clock is None else clock.monotonic
 
 

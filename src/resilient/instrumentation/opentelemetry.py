@@ -269,10 +269,10 @@ class OpenTelemetryInstrumentation:
     # -- observed at collection time -----------------------------------------------------------
 
     def _observe_calls(self, options: Any) -> Iterable[Any]:
+        # Still observed after close(), as a synchronous counter's sums would still be
+        # exported: the calls counted while it was open (close() stops the counting).
         from opentelemetry.metrics import Observation
 
-        if self._closed:
-            return []
         return [
             Observation(count, self._attrs("policy", policy, "name", name, "outcome", outcome))
             for (policy, name), series in self._observer.series()
