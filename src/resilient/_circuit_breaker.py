@@ -32,7 +32,7 @@ from typing_extensions import ParamSpec, Self
 from ._clock import Clock, check_clock
 from ._deadline import deadline_passed, is_cancellation
 from ._errors import CircuitOpenError, DeadlineExceeded, Rejected
-from ._events import HUB, CallRejected, CircuitStateChanged, _reraise, _Unraisable
+from ._events import HUB, CallRejected, CircuitStateChanged, _Unraisable, count_failure
 from ._policy import Policy
 from ._scopes import ScopeStack, caller_frame
 
@@ -1167,7 +1167,7 @@ class CircuitBreaker(Policy):
                     try:
                         result = fn(*args, **kwargs)
                     except BaseException as exc:
-                        HUB.counted(key, _reraise, exc)
+                        count_failure(key, exc)
                         raise
                     success()
             except BaseException as exc:

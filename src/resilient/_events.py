@@ -24,7 +24,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 R = TypeVar("R")
 
@@ -395,9 +395,10 @@ def _calls_of(policy: Any, name: str | None) -> _Calls:
     return calls if calls is not None else HUB.bind(kind, name)
 
 
-def _reraise(error: BaseException) -> NoReturn:
-    """Raise ``error`` (the rest of a call that has already failed, for `counted`)."""
-    raise error
+def count_failure(key: tuple[str, str], error: BaseException) -> None:
+    """Report a call of ``key`` (kind, name) that raised ``error`` (see `_Hub.counting`)."""
+    calls = HUB.calls.get(key) or HUB.bind(*key)
+    calls.record(outcome_of(error), 0.0)
 
 
 def counted(key: tuple[str, str], fn: Callable[..., R], *args: Any) -> R:
@@ -605,7 +606,8 @@ class _Hub:
         #:         try:
         #:             result = fn(*args, **kwargs)
         #:         except BaseException as exc:
-        #:             return counted(key, reraise, exc)  # or the rest of the call
+        #:             count_failure(key, exc)  # or counted(key, rest_of_the_call, ...)
+        #:             raise
         #:         success()
         #:         return result
         self.counting: dict[tuple[str, str], Callable[[], object]] = {}
@@ -678,8 +680,6 @@ class _Hub:
     # Reached through the hub, so that a policy module needs no import besides ``HUB``.
     timed = staticmethod(timed)
     atimed = staticmethod(atimed)
-    counted = staticmethod(counted)
-    acounted = staticmethod(acounted)
 
     def emit(self, event: Event) -> None:
         subscriptions, routes = self._table

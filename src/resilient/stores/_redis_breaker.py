@@ -433,7 +433,8 @@ class _RedisCircuitBackend:
 
     async def _give_back(self, reply: Sequence[Any]) -> None:
         """Undo an acquire whose caller was cancelled: return the trial it may hold."""
-        permit = self._permit(reply, self._clock())
+        # No send time for the trust: -inf makes a CLOSED reply no news (see `_trust`).
+        permit = self._permit(reply, float("-inf"))
         if isinstance(permit, _SharedPermit) and permit.trial:
             await self.arecord(permit, NEUTRAL, 0.0, None)
 
