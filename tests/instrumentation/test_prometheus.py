@@ -381,3 +381,42 @@ def test_multiprocess_mode_uses_prometheus_client_metrics(
     }
     counts = pick(final, "resilient_call_duration_seconds_count", "direct")
     assert counts == {labels(policy="circuit_breaker", name="direct"): 2.0}
+
+
+async def test_async_calls_are_counted_without_durations() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    retry = resilient.Retry(on=ConnectionError, attempts=2, name="async-counted")
+    tries: list[int] = []
+
+    @retry
+    async def ok() -> str:
+        return "ok"
+
+    @retry
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    @retry
+    async def broken() -> str:
+        raise KeyError("never retried")
+
+    try:
+        for _ in range(3):
+            assert await ok() == "ok"
+        assert await flaky() == "ok"  # the first attempt failed: the rest of the call counts
+        with pytest.raises(KeyError):
+            await broken()
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_calls_total", "async-counted") == {
+        labels(policy="retry", name="async-counted", outcome="success"): 4.0,
+        labels(policy="retry", name="async-counted", outcome="failure"): 1.0,
+    }
+    assert pick(final, "resilient_retries_total", "async-counted") == {
+        labels(name="async-counted"): 1.0
+    }
