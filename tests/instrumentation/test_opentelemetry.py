@@ -191,7 +191,7 @@ def test_works_with_the_api_alone() -> None:
 def test_without_durations_calls_are_counted_and_no_histogram_is_recorded() -> None:
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
-    instrumentation = OpenTelemetryInstrumentation(meter_provider=meters)
+    instrumentation = OpenTelemetryInstrumentation(meter_provider=meters, durations=False)
     try:
         breaker = resilient.CircuitBreaker("otel-counted")
         through = breaker(lambda: None)

@@ -208,7 +208,7 @@ def test_without_durations_calls_are_counted_and_no_clock_is_read() -> None:
             return super().monotonic()
 
     registry = CollectorRegistry()
-    metrics = PrometheusMetrics(registry=registry)  # durations=False is the default
+    metrics = PrometheusMetrics(registry=registry, durations=False)
     clock = CountingClock()
     retry = resilient.Retry(on=ConnectionError, attempts=2, clock=clock, name="quiet")
     work = retry(lambda: "ok")
@@ -261,7 +261,7 @@ def test_counts_stay_exact_under_16_threads() -> None:
         finally:
             sys.setswitchinterval(interval)
 
-    counted = PrometheusMetrics(registry=CollectorRegistry(), namespace="bare")
+    counted = PrometheusMetrics(registry=CollectorRegistry(), namespace="bare", durations=False)
     try:
         run_16_threads()  # the inlined path: counters only
         metrics = PrometheusMetrics(registry=CollectorRegistry(), durations=True, buckets=(0.5, 1))
@@ -273,6 +273,13 @@ def test_counts_stay_exact_under_16_threads() -> None:
         bare = samples(counted.registry)
     finally:
         counted.close()
+    alone = PrometheusMetrics(registry=CollectorRegistry(), namespace="inline")
+    try:
+        run_16_threads()  # one exporter, the defaults: timed inline, folded on the way
+        assert ("retry", "threads") in HUB.nanos
+        inline = samples(alone.registry)
+    finally:
+        alone.close()
 
     def expected(calls: int) -> dict[tuple[tuple[str, str], ...], float]:
         return {
@@ -291,6 +298,10 @@ def test_counts_stay_exact_under_16_threads() -> None:
     }
     buckets = pick(final, "resilient_call_duration_seconds_bucket", "threads")
     assert buckets[labels(policy="retry", name="threads", le="+Inf")] == float(calls)
+    assert pick(inline, "inline_calls_total", "threads") == expected(calls)
+    assert pick(inline, "inline_call_duration_seconds_count", "threads") == counts
+    buckets = pick(inline, "inline_call_duration_seconds_bucket", "threads")
+    assert buckets[labels(policy="circuit_breaker", name="threads", le="+Inf")] == 2.0 * calls
 
 
 def test_the_histogram_sum_is_exact_across_folds() -> None:
@@ -385,7 +396,7 @@ def test_multiprocess_mode_uses_prometheus_client_metrics(
 
 async def test_async_calls_are_counted_without_durations() -> None:
     registry = CollectorRegistry()
-    metrics = PrometheusMetrics(registry=registry)
+    metrics = PrometheusMetrics(registry=registry, durations=False)
     retry = resilient.Retry(on=ConnectionError, attempts=2, name="async-counted")
     tries: list[int] = []
 
@@ -419,4 +430,168 @@ async def test_async_calls_are_counted_without_durations() -> None:
     }
     assert pick(final, "resilient_retries_total", "async-counted") == {
         labels(name="async-counted"): 1.0
+    }
+
+
+def test_by_default_calls_on_the_system_clock_are_timed_inline() -> None:
+    import time
+
+    from resilient._events import FOLD_AT
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)  # durations on: the default
+    retry = resilient.Retry(
+        on=ConnectionError, attempts=2, backoff=resilient.Backoff.constant(0.0), name="inline"
+    )
+    breaker = resilient.CircuitBreaker("inline", failure_rate=None, consecutive_failures=10**9)
+    through_retry = retry(lambda: None)
+    through_breaker = breaker(lambda: None)
+    tries: list[int] = []
+
+    @retry
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) % 2:
+            raise ConnectionError("every other attempt")
+        return "ok"
+
+    calls = 2 * FOLD_AT + 5  # folded twice on the call path, the rest at scrape time
+    began = time.monotonic()
+    try:
+        for _ in range(calls):
+            through_retry()
+            through_breaker()
+        assert HUB.nanos.keys() >= {("retry", "inline"), ("circuit_breaker", "inline")}
+        assert flaky() == "ok"  # the first attempt failed: the rest of the call is timed
+        with pytest.raises(KeyError):
+            retry(lambda: {}["missing"])()  # not retryable: a failure, timed
+        failing = breaker(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failing()
+        final = samples(registry)
+    finally:
+        metrics.close()
+    elapsed = time.monotonic() - began
+    assert pick(final, "resilient_calls_total", "inline") == {
+        labels(policy="retry", name="inline", outcome="success"): float(calls + 1),
+        labels(policy="retry", name="inline", outcome="failure"): 1.0,
+        labels(policy="circuit_breaker", name="inline", outcome="success"): float(calls),
+        labels(policy="circuit_breaker", name="inline", outcome="failure"): 1.0,
+    }
+    counts = pick(final, "resilient_call_duration_seconds_count", "inline")
+    assert counts == {
+        labels(policy="retry", name="inline"): float(calls + 2),
+        labels(policy="circuit_breaker", name="inline"): float(calls + 1),
+    }
+    sums = pick(final, "resilient_call_duration_seconds_sum", "inline")
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "inline")
+    for policy, count in (("retry", calls + 2), ("circuit_breaker", calls + 1)):
+        assert 0.0 < sums[labels(policy=policy, name="inline")] < elapsed
+        series = sorted(
+            (float(dict(k)["le"]), v) for k, v in buckets.items() if dict(k)["policy"] == policy
+        )
+        assert series[-1] == (float("inf"), float(count))
+        assert [v for _, v in series] == sorted(v for _, v in series)  # cumulative
+
+
+def test_nanoseconds_are_folded_into_the_buckets_exactly() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, buckets=(0.005, 0.01))
+    try:
+        sink = metrics._calls.bind("retry", "folded")
+        assert sink.nanos is not None
+        # On a bound, in the bucket (le: less or equal); one nanosecond more, in the next.
+        sink.nanos.extend([0, 5_000_000, 5_000_001, 10_000_000, 10_000_001, 3 * 10**9])
+        sink.succeeded(0.0075)  # another clock's duration, in seconds
+        sink.record("failure", 0.02)
+        final = samples(registry)
+        sink.nanos.append(1)  # appended after a scrape: counted by the next
+        again = samples(registry)
+    finally:
+        metrics.close()
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "folded")
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {
+        "0.005": 2.0,
+        "0.01": 5.0,
+        "+Inf": 8.0,
+    }
+    total = (5_000_000 + 5_000_001 + 10_000_000 + 10_000_001 + 3 * 10**9) / 1e9 + 0.0275
+    assert pick(final, "resilient_call_duration_seconds_sum", "folded") == {
+        labels(policy="retry", name="folded"): pytest.approx(total, abs=1e-12)
+    }
+    assert pick(final, "resilient_calls_total", "folded") == {
+        labels(policy="retry", name="folded", outcome="success"): 7.0,
+        labels(policy="retry", name="folded", outcome="failure"): 1.0,
+    }
+    assert (
+        pick(again, "resilient_calls_total", "folded")[
+            labels(policy="retry", name="folded", outcome="success")
+        ]
+        == 8.0
+    )
+
+
+def test_another_clock_is_timed_on_that_clock_not_inline() -> None:
+    from resilient.testing import FakeClock
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, buckets=(1, 2))
+    clock = FakeClock()
+
+    def slow() -> None:
+        clock.advance(1.5)
+
+    try:
+        resilient.Retry(on=ConnectionError, clock=clock, name="fake")(slow)()
+        resilient.Retry(on=ConnectionError, clock=clock, name="fake")(slow)()
+        assert ("retry", "fake") in HUB.nanos  # bound, but this policy's clock is not the system's
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_call_duration_seconds_sum", "fake") == {
+        labels(policy="retry", name="fake"): 3.0
+    }
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "fake")
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {"1.0": 0.0, "2.0": 2.0, "+Inf": 2.0}
+
+
+async def test_async_calls_are_timed_inline_by_default() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    retry = resilient.Retry(
+        on=ConnectionError, attempts=2, backoff=resilient.Backoff.constant(0.0), name="async-timed"
+    )
+    tries: list[int] = []
+
+    @retry
+    async def ok() -> str:
+        return "ok"
+
+    @retry
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    @retry
+    async def broken() -> str:
+        raise KeyError("never retried")
+
+    try:
+        for _ in range(3):
+            assert await ok() == "ok"
+        assert ("retry", "async-timed") in HUB.nanos
+        assert await flaky() == "ok"
+        with pytest.raises(KeyError):
+            await broken()
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_calls_total", "async-timed") == {
+        labels(policy="retry", name="async-timed", outcome="success"): 4.0,
+        labels(policy="retry", name="async-timed", outcome="failure"): 1.0,
+    }
+    assert pick(final, "resilient_call_duration_seconds_count", "async-timed") == {
+        labels(policy="retry", name="async-timed"): 5.0
     }

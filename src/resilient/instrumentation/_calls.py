@@ -11,9 +11,11 @@ Exporters read them at scrape or collection time.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 from .._events import CallSink
@@ -68,32 +70,75 @@ class _Counts(CallSink):
 
 
 class _Timings(_Counts):
-    """The calls of one policy, by outcome, and a histogram of their durations."""
+    """The calls of one policy, by outcome, and a histogram of their durations.
 
-    __slots__ = ("_bounds", "_buckets", "_pending", "_sum")
+    Two ways in. A policy on the system clock appends a successful call's duration in integer
+    nanoseconds to `nanos` (one C call; see `CallSink.nanos`) and has the sink `fold` them
+    now and then: a fold sorts the batch and counts it into the buckets with a few bisections,
+    and adds it up into an integer sum, exact. Any other call comes through `succeeded` or
+    `record` in float seconds (other clocks, failures, several sinks): per-bucket counters
+    and a list of pending durations, folded into a float sum.
+    """
+
+    __slots__ = (
+        "_bounds",
+        "_bounds_ns",
+        "_buckets",
+        "_ns_buckets",
+        "_ns_calls",
+        "_ns_sum",
+        "_pending",
+        "_sum",
+        "nanos",
+    )
 
     durations = True
 
     def __init__(self, policy: str, name: str, bounds: tuple[float, ...]) -> None:
         super().__init__(policy, name)
         self._bounds = bounds
+        # A duration of d ns is at most bound b seconds exactly when d <= floor(b * 10**9).
+        self._bounds_ns = tuple(math.floor(Fraction(b) * 10**9) for b in bounds[:-1])
         self._buckets = [itertools.count() for _ in bounds]
         self._pending: list[float] = []
         self._sum = 0.0
+        self.nanos: list[int] = []
+        # Folded from ``nanos``, under the lock: cumulative counts per finite bound, the
+        # number of calls and their total duration in nanoseconds.
+        self._ns_buckets = [0] * len(self._bounds_ns)
+        self._ns_calls = 0
+        self._ns_sum = 0
 
     def succeeded(self, duration: float) -> None:
         self.success()
         self._pending.append(duration)
         if not next(self._buckets[bisect_left(self._bounds, duration)]) & _FOLD_MASK:
-            self._fold()
+            self._fold_seconds()
 
     def record(self, outcome: str, duration: float) -> None:
         next(self._outcome(outcome))
         self._pending.append(duration)
         if not next(self._buckets[bisect_left(self._bounds, duration)]) & _FOLD_MASK:
-            self._fold()
+            self._fold_seconds()
 
-    def _fold(self) -> float:
+    def fold(self) -> None:
+        """Count the durations appended to `nanos` into the buckets and the sum."""
+        nanos = self.nanos
+        with self._lock:
+            # Other threads may append meanwhile, never remove: the first ``n`` stay put.
+            n = len(nanos)
+            if not n:
+                return
+            batch = nanos[:n]
+            del nanos[:n]
+            batch.sort()
+            counts = self._ns_buckets
+            for i, bound in enumerate(self._bounds_ns):
+                counts[i] += bisect_right(batch, bound)
+            self._ns_calls += n
+            self._ns_sum += sum(batch)
+
+    def _fold_seconds(self) -> float:
         """Add the pending durations to the sum (only here are they removed); the sum."""
         with self._lock:
             pending = self._pending
@@ -103,12 +148,28 @@ class _Timings(_Counts):
             self._sum = total
             return total
 
+    def counts(self) -> list[tuple[str, int]]:
+        """(outcome, calls) for each outcome seen at least once."""
+        self.fold()
+        with self._lock:
+            timed = self._ns_calls
+        counts = [(outcome, _value(counter)) for outcome, counter in list(self.outcomes.items())]
+        return [
+            (outcome, count + timed if outcome == "success" else count)
+            for outcome, count in counts
+            if count or (outcome == "success" and timed)
+        ]
+
     def histogram(self) -> tuple[list[tuple[float, int]], float]:
         """(upper bound, cumulative count) for each bucket, and the sum of the durations."""
-        total = self._fold()
+        self.fold()
+        total = self._fold_seconds()
+        with self._lock:
+            ns_buckets = [*self._ns_buckets, self._ns_calls]
+            ns_sum = self._ns_sum
         running = 0
         cumulative = []
-        for bound, counter in zip(self._bounds, self._buckets, strict=True):
+        for bound, counter, timed in zip(self._bounds, self._buckets, ns_buckets, strict=True):
             running += _value(counter)
-            cumulative.append((bound, running))
-        return cumulative, total
+            cumulative.append((bound, running + timed))
+        return cumulative, total + ns_sum / 1e9
