@@ -77,7 +77,9 @@ def _instrumented(report: Report) -> None:
         instrumentation.unsubscribe(seen.append)
     metrics = PrometheusMetrics(registry=CollectorRegistry())
     try:
-        exported = report.add(group, "resilient @retry, PrometheusMetrics", measure(ours))
+        exported = report.add(
+            group, "resilient @retry, PrometheusMetrics (durations on)", measure(ours)
+        )
     finally:
         metrics.close()
     _exporter_rows(report, group, "resilient @retry", ours, idle)
@@ -183,14 +185,14 @@ def _exporter_rows(report: Report, group: str, label: str, ours: Any, idle: floa
     from resilient.instrumentation.prometheus import PrometheusMetrics
 
     exporters: dict[str, Any] = {
-        "PrometheusMetrics(durations=True)": lambda: PrometheusMetrics(
-            registry=CollectorRegistry(), durations=True
+        "PrometheusMetrics(durations=False)": lambda: PrometheusMetrics(
+            registry=CollectorRegistry(), durations=False
         ),
-        "OpenTelemetryInstrumentation (SDK)": lambda: OpenTelemetryInstrumentation(
+        "OpenTelemetryInstrumentation (SDK, durations on)": lambda: OpenTelemetryInstrumentation(
             meter_provider=MeterProvider()
         ),
-        "OpenTelemetryInstrumentation(durations=True) (SDK)": lambda: OpenTelemetryInstrumentation(
-            meter_provider=MeterProvider(), durations=True
+        "OpenTelemetryInstrumentation(durations=False) (SDK)": lambda: OpenTelemetryInstrumentation(
+            meter_provider=MeterProvider(), durations=False
         ),
     }
     for name, make in exporters.items():

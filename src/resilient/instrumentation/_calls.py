@@ -2,10 +2,12 @@
 
 Each (policy, name) has its own counters, `itertools.count` objects: ``next(counter)`` runs in
 C under the GIL, so concurrent increments are never lost (``n += 1`` on a Python int can be:
-load, add and store are three steps another thread can come between). The histogram keeps
-one counter per bucket (not cumulative; added up when read) and its sum as a list of
-durations that a lock-holding fold adds up now and then, ``list.append`` being atomic too.
-Exporters read them at scrape or collection time.
+load, add and store are three steps another thread can come between). The histogram takes
+durations two ways: integer nanoseconds appended to a list by a policy that times the call
+inline (``list.append`` is atomic too), counted into the buckets and an integer sum in
+batches under a lock; and float seconds, one bucket counter step each and a list of pending
+durations that a lock-holding fold adds up now and then. Exporters read them at scrape or
+collection time.
 """
 
 from __future__ import annotations
