@@ -77,9 +77,12 @@ def _instrumented(report: Report) -> None:
         instrumentation.unsubscribe(seen.append)
     metrics = PrometheusMetrics(registry=CollectorRegistry())
     try:
-        exported = report.add(group, "resilient @retry, PrometheusMetrics", measure(ours))
+        exported = report.add(
+            group, "resilient @retry, PrometheusMetrics (durations on)", measure(ours)
+        )
     finally:
         metrics.close()
+    _exporter_rows(report, group, "resilient @retry", ours, idle)
     report.check(
         "@retry with PrometheusMetrics costs < 2x the uninstrumented call",
         exported < 2 * idle,
@@ -171,3 +174,31 @@ def _timeouts(report: Report) -> None:
     report.add(group, "bare await", measure_async(awork, "trio"), baseline=True)
     report.add(group, "resilient.timeout(2.0)", measure_async(with_timeout, "trio"))
     report.add(group, "anyio.fail_after(2.0)", measure_async(with_anyio_scope, "trio"))
+
+
+def _exporter_rows(report: Report, group: str, label: str, ours: Any, idle: float) -> None:
+    """The other exporter settings, each noted with its ratio to the uninstrumented call."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry
+
+    from resilient.instrumentation.opentelemetry import OpenTelemetryInstrumentation
+    from resilient.instrumentation.prometheus import PrometheusMetrics
+
+    exporters: dict[str, Any] = {
+        "PrometheusMetrics(durations=False)": lambda: PrometheusMetrics(
+            registry=CollectorRegistry(), durations=False
+        ),
+        "OpenTelemetryInstrumentation (SDK, durations on)": lambda: OpenTelemetryInstrumentation(
+            meter_provider=MeterProvider()
+        ),
+        "OpenTelemetryInstrumentation(durations=False) (SDK)": lambda: OpenTelemetryInstrumentation(
+            meter_provider=MeterProvider(), durations=False
+        ),
+    }
+    for name, make in exporters.items():
+        exporter = make()
+        try:
+            seconds = measure(ours)
+        finally:
+            exporter.close()
+        report.add(group, f"{label}, {name}", seconds)

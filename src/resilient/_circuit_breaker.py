@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from time import monotonic_ns
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -32,7 +34,16 @@ from typing_extensions import ParamSpec, Self
 from ._clock import Clock, check_clock
 from ._deadline import deadline_passed, is_cancellation
 from ._errors import CircuitOpenError, DeadlineExceeded, Rejected
-from ._events import HUB, CallRejected, CircuitStateChanged, _Unraisable
+from ._events import (
+    FOLD_AT,
+    HUB,
+    CallRejected,
+    CircuitStateChanged,
+    _Unraisable,
+    clocked_failure,
+    count_failure,
+    fold,
+)
 from ._policy import Policy
 from ._scopes import ScopeStack, caller_frame
 
@@ -1146,6 +1157,8 @@ class CircuitBreaker(Policy):
         reject = self._reject
         failure_result = self._failure_result
         timed = self._timed
+        key = (self.kind, self.name)
+        system = monotonic is time.monotonic  # calls timed inline in nanoseconds
 
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             permit: Any = backend.closed
@@ -1158,11 +1171,29 @@ class CircuitBreaker(Policy):
             else:
                 start = None  # a closed count window without slow calls needs no clock
             try:
-                result = (
-                    fn(*args, **kwargs)
-                    if not HUB.timing
-                    else HUB.timed(self, None, fn, args, kwargs)
-                )
+                if not HUB.timing:
+                    result = fn(*args, **kwargs)
+                elif (success := HUB.counting.get(key)) is None:
+                    nanos = HUB.nanos.get(key) if system else None
+                    if nanos is None:  # not bound yet, or several sinks, or another clock
+                        result = HUB.timed(self, None, fn, args, kwargs)
+                    else:  # one sink that takes nanoseconds: timed inline (`_Hub.nanos`)
+                        begun = monotonic_ns()
+                        try:
+                            result = fn(*args, **kwargs)
+                        except BaseException as exc:
+                            clocked_failure(key, begun, exc)
+                            raise
+                        nanos.append(monotonic_ns() - begun)
+                        if len(nanos) >= FOLD_AT:
+                            fold(key)
+                else:  # counted without a duration: inline, the cheapest way
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        count_failure(key, exc)
+                        raise
+                    success()
             except BaseException as exc:
                 settle(permit, start, judge(exc))
                 raise

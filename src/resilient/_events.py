@@ -230,13 +230,266 @@ def _completed(policy: str, name: str, outcome: str, duration: float) -> CallCom
 
 
 def call_completed(policy: str, name: str, duration: float, error: BaseException | None) -> None:
-    """Emit `CallCompleted` for a call that ended with ``error`` (None: it returned)."""
-    HUB.emit(_completed(policy, name, outcome_of(error), duration))
+    """Report a call of ``policy`` ``name`` that ended with ``error`` (None: it returned)."""
+    calls = HUB.calls.get((policy, name))
+    if calls is None:
+        calls = HUB.bind(policy, name)
+    calls.record(outcome_of(error), duration)
+
+
+# Which attribute holds a policy class's clock ("" for none), found once per class: a getattr
+# that misses raises and catches an AttributeError inside, which costs more than the call.
+_clock_attributes: dict[type, str] = {}
 
 
 def _monotonic_of(policy: Any) -> Callable[[], float]:
-    clock = getattr(policy, "clock", None) or getattr(policy, "_clock", None)
+    cls = type(policy)
+    attribute = _clock_attributes.get(cls)
+    if attribute is None:
+        attribute = next((a for a in ("clock", "_clock") if hasattr(cls, a)), "")
+        _clock_attributes[cls] = attribute
+    clock = getattr(policy, attribute, None) if attribute else None
+    if clock is None:  # an instance without one after all: look both up
+        clock = getattr(policy, "clock", None) or getattr(policy, "_clock", None)
     return time.monotonic if clock is None else clock.monotonic
+
+
+class CallSink:
+    """Where the calls of one policy go, without event records (see `CallObserver`).
+
+    ``durations`` False says the sink has no use for a call's duration: while every sink of a
+    policy says so, the policy reads no clock and reports a successful call with `success`.
+    Otherwise it calls `succeeded` (a return) or `record` (any outcome) with the duration.
+    """
+
+    __slots__ = ()
+
+    #: Whether `succeeded` and `record` need the call's duration.
+    durations: bool = True
+    #: Whether its methods may raise (False: they are called without a guard).
+    raises: bool = True
+    #: A list that takes the durations of successful calls in integer nanoseconds, or None.
+    #: When a policy's only sink has one (and does not raise), a policy on the system clock
+    #: times a successful call with `time.monotonic_ns` and appends the difference here
+    #: instead of calling `succeeded`; once the list holds `FOLD_AT` items or more, it calls
+    #: `fold`. Whatever reads the sink must `fold` first. Appending is one C call, atomic
+    #: under the GIL, so no call is lost between threads.
+    nanos: list[int] | None = None
+
+    def success(self) -> object:
+        """A call returned (its duration is not needed)."""
+        return self.record("success", 0.0)
+
+    def succeeded(self, duration: float) -> object:
+        """A call returned after ``duration`` seconds."""
+        return self.record("success", duration)
+
+    def record(self, outcome: str, duration: float) -> object:  # pragma: no cover - abstract
+        """A call ended with ``outcome`` (as in `CallCompleted`) after ``duration`` seconds."""
+        raise NotImplementedError
+
+    def fold(self) -> object:
+        """Take in the durations appended to `nanos` so far (never raises)."""
+        return None
+
+
+#: How long a `CallSink.nanos` list may grow before a policy has its sink fold it.
+FOLD_AT = 1024
+
+
+class CallObserver:
+    """A `CallCompleted` subscriber that takes the calls of each policy through a `CallSink`.
+
+    Subscribed like any other (with ``events=CallCompleted``), but a policy does not build a
+    `CallCompleted` record for it: the hub asks `bind` once for each policy name and kind, and
+    the policy's call path then calls the sink directly. Exporters use it so that observing a
+    call costs a counter increment rather than a record, a dispatch and a lock.
+    """
+
+    def bind(self, policy: str, name: str) -> CallSink:  # pragma: no cover - abstract
+        """The sink for the calls of the policy of kind ``policy`` named ``name``."""
+        raise NotImplementedError
+
+    def __call__(self, event: Event) -> None:
+        """A `CallCompleted` emitted as a record (`call_completed`) goes to the same sink."""
+        if isinstance(event, CallCompleted):
+            self.bind(event.policy, event.name).record(event.outcome, event.duration)
+
+
+class _EventSink(CallSink):
+    """Builds `CallCompleted` for a plain subscriber."""
+
+    __slots__ = ("entry", "name", "policy")
+
+    def __init__(self, entry: _Subscription, policy: str, name: str) -> None:
+        self.entry = entry
+        self.policy = policy
+        self.name = name
+
+    def record(self, outcome: str, duration: float) -> None:
+        self.entry.fn(_completed(self.policy, self.name, outcome, duration))
+
+
+class _Calls:
+    """What a policy's call path calls, for one (kind, name): its sinks, merged.
+
+    ``success`` (no duration), ``succeeded`` and ``record`` never raise: a sink that does is
+    reported once, like a subscriber. A single sink that promises not to raise
+    (``CallSink.raises`` False) is called straight, without a Python frame in between.
+    """
+
+    __slots__ = ("_record", "_succeeded", "_success", "durations", "entries", "sinks", "success")
+
+    def __init__(self, pairs: list[tuple[_Subscription, CallSink]]) -> None:
+        self.entries = tuple(entry for entry, _ in pairs)
+        self.sinks = tuple(sink for _, sink in pairs)
+        self.durations = any(sink.durations for sink in self.sinks)
+        if len(self.sinks) == 1:
+            (sink,) = self.sinks
+            self._success: Callable[[], object] = sink.success
+            self._succeeded: Callable[[float], object] = sink.succeeded
+            self._record: Callable[[str, float], object] = sink.record
+        else:
+            self._success = self._fan_success
+            self._succeeded = self._fan_succeeded
+            self._record = self._fan_record
+        safe = len(self.sinks) == 1 and not self.sinks[0].raises
+        #: Report a call that returned (its duration unneeded); never raises.
+        self.success: Callable[[], object] = self._success if safe else self._guarded_success
+
+    def _fan_success(self) -> None:
+        for sink in self.sinks:
+            sink.success()
+
+    def _fan_succeeded(self, duration: float) -> None:
+        for sink in self.sinks:
+            sink.succeeded(duration)
+
+    def _fan_record(self, outcome: str, duration: float) -> None:
+        for sink in self.sinks:
+            sink.record(outcome, duration)
+
+    def _broken(self, exc: Exception, outcome: str, duration: float) -> None:
+        for entry in self.entries:
+            if not entry.reported:  # reported once, not once per call
+                entry.reported = True
+                event = _completed("", "", outcome, duration)
+                sys.unraisablehook(
+                    _Unraisable(exc, f"resilient event subscriber {entry.fn!r}", event)
+                )
+
+    def _guarded_success(self) -> None:
+        try:
+            self._success()
+        except Exception as exc:
+            self._broken(exc, "success", 0.0)
+
+    def succeeded(self, duration: float) -> None:
+        """A call returned after ``duration`` seconds."""
+        try:
+            self._succeeded(duration)
+        except Exception as exc:
+            self._broken(exc, "success", duration)
+
+    def record(self, outcome: str, duration: float) -> None:
+        """A call ended with ``outcome`` after ``duration`` seconds."""
+        try:
+            self._record(outcome, duration)
+        except Exception as exc:
+            self._broken(exc, outcome, duration)
+
+
+_NO_CALLS = _Calls([])
+
+
+def _calls_of(policy: Any, name: str | None) -> _Calls:
+    kind = policy.kind
+    if not name:
+        name = policy.name or kind
+    calls = HUB.calls.get((kind, name))
+    return calls if calls is not None else HUB.bind(kind, name)
+
+
+def count_failure(key: tuple[str, str], error: BaseException) -> None:
+    """Report a call of ``key`` (kind, name) that raised ``error`` (see `_Hub.counting`)."""
+    calls = HUB.calls.get(key) or HUB.bind(*key)
+    calls.record(outcome_of(error), 0.0)
+
+
+def counted(key: tuple[str, str], fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)``, whose outcome goes to the calls of ``key`` (kind, name), uncounted yet.
+
+    For a policy's inlined call path (see `_Hub.counting`), once the first attempt has
+    raised: ``fn`` is the rest of the call (the retry loop, for example).
+    """
+    calls = HUB.calls.get(key) or HUB.bind(*key)
+    try:
+        result = fn(*args)
+    except BaseException as exc:
+        calls.record(outcome_of(exc), 0.0)
+        raise
+    calls.success()
+    return result
+
+
+async def acounted(key: tuple[str, str], fn: Callable[..., Awaitable[R]], *args: Any) -> R:
+    """The async `counted`."""
+    calls = HUB.calls.get(key) or HUB.bind(*key)
+    try:
+        result = await fn(*args)
+    except BaseException as exc:
+        calls.record(outcome_of(exc), 0.0)
+        raise
+    calls.success()
+    return result
+
+
+def fold(key: tuple[str, str]) -> None:
+    """Have the sink of ``key`` (kind, name) take in its `CallSink.nanos` (see `_Hub.nanos`)."""
+    calls = HUB.calls.get(key)
+    if calls is not None:
+        for sink in calls.sinks:
+            sink.fold()
+
+
+def clocked_failure(key: tuple[str, str], start: int, error: BaseException) -> None:
+    """Report a call of ``key`` that raised ``error``, begun at ``time.monotonic_ns()`` ``start``.
+
+    For a policy's inlined timed path (see `_Hub.nanos`).
+    """
+    duration = (time.monotonic_ns() - start) / 1e9
+    calls = HUB.calls.get(key) or HUB.bind(*key)
+    calls.record(outcome_of(error), duration)
+
+
+def clocked(key: tuple[str, str], start: int, fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)``, the rest of a call of ``key`` begun at ``time.monotonic_ns()`` ``start``.
+
+    For a policy's inlined timed path (see `_Hub.nanos`), once the first attempt has raised:
+    the outcome and the duration of the whole call go to the calls of ``key``.
+    """
+    try:
+        result = fn(*args)
+    except BaseException as exc:
+        clocked_failure(key, start, exc)
+        raise
+    duration = (time.monotonic_ns() - start) / 1e9
+    (HUB.calls.get(key) or HUB.bind(*key)).succeeded(duration)
+    return result
+
+
+async def aclocked(
+    key: tuple[str, str], start: int, fn: Callable[..., Awaitable[R]], *args: Any
+) -> R:
+    """The async `clocked`."""
+    try:
+        result = await fn(*args)
+    except BaseException as exc:
+        clocked_failure(key, start, exc)
+        raise
+    duration = (time.monotonic_ns() - start) / 1e9
+    (HUB.calls.get(key) or HUB.bind(*key)).succeeded(duration)
+    return result
 
 
 def timed(
@@ -246,23 +499,32 @@ def timed(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> R:
-    """``fn(*args, **kwargs)``, timed on the policy's clock and reported as `CallCompleted`.
+    """``fn(*args, **kwargs)``, reported to the `CallCompleted` subscribers.
 
     Policies call it instead of ``fn`` only while `HUB.timing` is set::
 
         return fn(*args, **kwargs) if not HUB.timing else timed(self, None, fn, args, kwargs)
 
-    ``name`` None means the policy's own name (else its kind).
+    ``name`` None means the policy's own name (else its kind). The call is timed on the
+    policy's clock only when a subscriber needs the duration.
     """
+    calls = _calls_of(policy, name)
+    if not calls.durations:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            calls.record(outcome_of(exc), 0.0)
+            raise
+        calls.success()
+        return result
     monotonic = _monotonic_of(policy)
     start = monotonic()
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
-        call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
+        calls.record(outcome_of(exc), monotonic() - start)
         raise
-    end = monotonic()
-    HUB.emit(_completed(policy.kind, name or policy.name or policy.kind, "success", end - start))
+    calls.succeeded(monotonic() - start)
     return result
 
 
@@ -274,15 +536,23 @@ async def atimed(
     kwargs: dict[str, Any],
 ) -> R:
     """The async `timed`: awaits ``fn(*args, **kwargs)``."""
+    calls = _calls_of(policy, name)
+    if not calls.durations:
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            calls.record(outcome_of(exc), 0.0)
+            raise
+        calls.success()
+        return result
     monotonic = _monotonic_of(policy)
     start = monotonic()
     try:
         result = await fn(*args, **kwargs)
     except BaseException as exc:
-        call_completed(policy.kind, name or policy.name or policy.kind, monotonic() - start, exc)
+        calls.record(outcome_of(exc), monotonic() - start)
         raise
-    end = monotonic()
-    HUB.emit(_completed(policy.kind, name or policy.name or policy.kind, "success", end - start))
+    calls.succeeded(monotonic() - start)
     return result
 
 
@@ -369,7 +639,17 @@ class _Hub:
     with a ``name`` filter, one set lookup.
     """
 
-    __slots__ = ("_lock", "_table", "active", "policies", "subscribers", "timing")
+    __slots__ = (
+        "_lock",
+        "_table",
+        "active",
+        "calls",
+        "counting",
+        "nanos",
+        "policies",
+        "subscribers",
+        "timing",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -378,6 +658,40 @@ class _Hub:
         self._table: tuple[tuple[_Subscription, ...], _Routes] = ((), {})
         self.active = False
         self.timing = False
+        #: The `_Calls` of each (kind, name) seen since the last (un)subscribe; replaced then.
+        self.calls: dict[tuple[str, str], _Calls] = {}
+        #: For the (kind, name) among them whose subscribers need no duration, their
+        #: ``success``: what a policy's inlined success path calls (nothing else, no clock)::
+        #:
+        #:     if HUB.timing:
+        #:         success = HUB.counting.get(key)
+        #:         if success is None:
+        #:             return timed(self, name, fn, args, kwargs)  # binds, or times
+        #:         try:
+        #:             result = fn(*args, **kwargs)
+        #:         except BaseException as exc:
+        #:             count_failure(key, exc)  # or counted(key, rest_of_the_call, ...)
+        #:             raise
+        #:         success()
+        #:         return result
+        self.counting: dict[tuple[str, str], Callable[[], object]] = {}
+        #: For the (kind, name) whose only sink takes durations in nanoseconds (see
+        #: `CallSink.nanos`), that list: a policy on the system clock times the call inline::
+        #:
+        #:     nanos = HUB.nanos.get(key)  # after HUB.counting missed
+        #:     if nanos is None:
+        #:         return timed(self, name, fn, args, kwargs)
+        #:     start = time.monotonic_ns()
+        #:     try:
+        #:         result = fn(*args, **kwargs)
+        #:     except BaseException as exc:
+        #:         clocked_failure(key, start, exc)  # or clocked(key, start, rest, ...)
+        #:         raise
+        #:     nanos.append(time.monotonic_ns() - start)
+        #:     if len(nanos) >= FOLD_AT:
+        #:         fold(key)
+        #:     return result
+        self.nanos: dict[tuple[str, str], list[int]] = {}
         #: Circuit breakers and bulkheads alive in this process (weak references), whose
         #: state exporters read at scrape time rather than on every call.
         self.policies: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -392,8 +706,36 @@ class _Hub:
         with self._lock:
             return list(self.policies)
 
+    def bind(self, policy: str, name: str) -> _Calls:
+        """The `_Calls` of policy ``name`` of kind ``policy``, made and kept on first use."""
+        # ``calls`` before the table (`_publish` writes them the other way round): a binding
+        # made from a table that is already stale lands in a dict that is stale too.
+        calls, counting, nanos = self.calls, self.counting, self.nanos
+        subscriptions = self._table[0]
+        pairs: list[tuple[_Subscription, CallSink]] = []
+        for entry in subscriptions:
+            if not entry.timing or (entry.names is not None and name not in entry.names):
+                continue
+            fn = entry.fn
+            sink = (
+                fn.bind(policy, name)
+                if isinstance(fn, CallObserver)
+                else _EventSink(entry, policy, name)
+            )
+            pairs.append((entry, sink))
+        bound = _Calls(pairs) if pairs else _NO_CALLS
+        calls[(policy, name)] = bound
+        if not bound.durations:
+            counting[(policy, name)] = bound.success
+        elif len(pairs) == 1 and not (sink := pairs[0][1]).raises and sink.nanos is not None:
+            nanos[(policy, name)] = sink.nanos
+        return bound
+
     def _publish(self, subscriptions: tuple[_Subscription, ...]) -> None:
         self._table = (subscriptions, {})
+        self.counting = {}
+        self.nanos = {}
+        self.calls = {}
         self.subscribers = tuple(s.fn for s in subscriptions)
         self.timing = any(s.timing for s in subscriptions)
         self.active = bool(subscriptions)

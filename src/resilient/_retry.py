@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
+from time import monotonic_ns
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -40,11 +42,17 @@ from ._budget import RetryBudget
 from ._clock import Clock, check_clock, switches
 from ._deadline import get_deadline, reaches
 from ._events import (
+    FOLD_AT,
     HUB,
     RetriesExhausted,
     RetryBudgetExhaustedEvent,
     RetryScheduled,
+    aclocked,
+    acounted,
     atimed,
+    clocked,
+    counted,
+    fold,
     timed,
 )
 from ._policy import Policy
@@ -389,10 +397,33 @@ class Retry(Policy):
         slow = self._retry_sync
         run = self._run_sync
         if self._fast:
+            key = (self.kind, name or self.kind)
+            system = self._clock.monotonic is time.monotonic  # timed inline in nanoseconds
 
             def fast_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 if HUB.timing:
-                    return timed(self, name, run, (fn, args, kwargs, name), {})  # type: ignore[no-any-return]
+                    success = HUB.counting.get(key)
+                    if success is None:
+                        nanos = HUB.nanos.get(key) if system else None
+                        if nanos is None:  # not bound yet, or several sinks, or another clock
+                            return timed(self, name, run, (fn, args, kwargs, name), {})  # type: ignore[no-any-return]
+                        # One sink that takes nanoseconds: timed inline (see `_Hub.nanos`).
+                        start = monotonic_ns()
+                        try:
+                            result = fn(*args, **kwargs)
+                        except BaseException as exc:
+                            return clocked(key, start, slow, fn, args, kwargs, exc, None, 0.0, name)  # type: ignore[no-any-return]
+                        nanos.append(monotonic_ns() - start)
+                        if len(nanos) >= FOLD_AT:
+                            fold(key)
+                        return result
+                    # Counted without a duration: inline, the cheapest way.
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        return counted(key, slow, fn, args, kwargs, exc, None, 0.0, name)  # type: ignore[no-any-return]
+                    success()
+                    return result
                 try:
                     return fn(*args, **kwargs)
                 except BaseException as exc:
@@ -502,10 +533,35 @@ class Retry(Policy):
         slow = self._retry_async
         run = self._run_async
         if self._fast:
+            key = (self.kind, name or self.kind)
+            system = self._clock.monotonic is time.monotonic  # timed inline in nanoseconds
 
             async def fast_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 if HUB.timing:
-                    return await atimed(self, name, run, (fn, args, kwargs, name), {})
+                    success = HUB.counting.get(key)
+                    if success is None:
+                        nanos = HUB.nanos.get(key) if system else None
+                        if nanos is None:  # not bound yet, or several sinks, or another clock
+                            return await atimed(self, name, run, (fn, args, kwargs, name), {})
+                        # One sink that takes nanoseconds: timed inline (see `_Hub.nanos`).
+                        start = monotonic_ns()
+                        try:
+                            result = await fn(*args, **kwargs)
+                        except BaseException as exc:
+                            return await aclocked(
+                                key, start, slow, fn, args, kwargs, exc, None, 0.0, name
+                            )
+                        nanos.append(monotonic_ns() - start)
+                        if len(nanos) >= FOLD_AT:
+                            fold(key)
+                        return result
+                    # Counted without a duration: inline, the cheapest way.
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        return await acounted(key, slow, fn, args, kwargs, exc, None, 0.0, name)
+                    success()
+                    return result
                 try:
                     return await fn(*args, **kwargs)
                 except BaseException as exc:

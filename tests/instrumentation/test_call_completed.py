@@ -145,3 +145,42 @@ def test_a_name_filter_applies_to_completed_calls() -> None:
     finally:
         instrumentation.unsubscribe(seen.append)
     assert [e.name for e in seen] == ["a"]
+
+
+def test_a_call_observer_gets_each_policy_once_and_a_broken_sink_never_breaks_a_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from resilient._events import CallObserver, CallSink
+
+    reported: list[object] = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+    bound: list[tuple[str, str]] = []
+
+    class Broken(CallSink):
+        durations = False
+
+        def record(self, outcome: str, duration: float) -> None:
+            raise RuntimeError("broken sink")
+
+    class Observer(CallObserver):
+        def bind(self, policy: str, name: str) -> CallSink:
+            bound.append((policy, name))
+            return Broken()
+
+    observer = Observer()
+    instrumentation.subscribe(observer, events=CallCompleted)
+    try:
+        breaker = resilient.CircuitBreaker("observed")
+        through = breaker(lambda: "ok")
+        retried = resilient.Retry(on=ConnectionError, attempts=2, name="observed")(lambda: "ok")
+        for _ in range(3):
+            assert through() == "ok"
+            assert retried() == "ok"
+        with pytest.raises(ZeroDivisionError):
+            breaker(lambda: 1 / 0)()
+    finally:
+        instrumentation.unsubscribe(observer)
+    assert bound == [("circuit_breaker", "observed"), ("retry", "observed")]
+    assert len(reported) == 1  # once, not once per call
+    assert isinstance(reported[0].exc_value, RuntimeError)  # type: ignore[attr-defined]
+    assert HUB.timing is False

@@ -26,7 +26,7 @@ LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
 def exposed() -> dict[str, set[str]]:
     """Every sample name the exporter exposes after the scenario, with its label names."""
     registry = CollectorRegistry()
-    metrics = PrometheusMetrics(registry=registry)
+    metrics = PrometheusMetrics(registry=registry)  # the defaults: latency panels included
     try:
         kept = run_scenario()
         text = generate_latest(registry).decode()

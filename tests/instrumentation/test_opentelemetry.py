@@ -29,7 +29,7 @@ class Otel:
         self.tracers.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.tracer = self.tracers.get_tracer("test")
         self.instrumentation = OpenTelemetryInstrumentation(
-            meter_provider=self.meters, tracer_provider=self.tracers
+            meter_provider=self.meters, tracer_provider=self.tracers, durations=True
         )
 
     def points(self, *names: str) -> dict[str, dict[tuple[tuple[str, Any], ...], Any]]:
@@ -186,3 +186,35 @@ def test_works_with_the_api_alone() -> None:
         run_scenario()
     finally:
         instrumentation.close()
+
+
+def test_without_durations_calls_are_counted_and_no_histogram_is_recorded() -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    instrumentation = OpenTelemetryInstrumentation(meter_provider=meters, durations=False)
+    try:
+        breaker = resilient.CircuitBreaker("otel-counted")
+        through = breaker(lambda: None)
+        for _ in range(3):
+            through()
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+        data = reader.get_metrics_data()
+    finally:
+        instrumentation.close()
+    points: dict[str, dict[tuple[tuple[str, Any], ...], Any]] = {}
+    for resource_metrics in data.resource_metrics if data else ():
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    attributes = tuple(sorted(point.attributes.items()))
+                    if dict(attributes).get("resilient.name") == "otel-counted":
+                        points.setdefault(metric.name, {})[attributes] = point.value
+    del points["resilient.circuit.state"]
+    assert points == {
+        "resilient.calls": {
+            attrs(policy="circuit_breaker", name="otel-counted", outcome="success"): 3,
+            attrs(policy="circuit_breaker", name="otel-counted", outcome="failure"): 1,
+        }
+    }
+    assert HUB.active is False

@@ -49,7 +49,7 @@ def labels(**pairs: str) -> tuple[tuple[str, str], ...]:
 @pytest.fixture
 def registry() -> Iterator[CollectorRegistry]:
     registry = CollectorRegistry()
-    metrics = PrometheusMetrics(registry=registry)
+    metrics = PrometheusMetrics(registry=registry, durations=True)
     yield registry
     metrics.close()
     assert HUB.active is False
@@ -120,6 +120,8 @@ def test_no_metric_work_for_events_it_does_not_export(registry: CollectorRegistr
     assert len(subscriptions) == 6  # one per exported event type
     assert not any(s.wants(LimitChanged) for s in subscriptions)
     assert HUB.timing is True  # it asked for CallCompleted
+    resilient.CircuitBreaker("no-records").call(lambda: None)
+    assert HUB.calls[("circuit_breaker", "no-records")].durations is True
 
 
 def test_a_second_exporter_on_the_same_registry_is_refused_clearly() -> None:
@@ -193,3 +195,403 @@ def test_a_breaker_shared_through_redis_is_not_read_at_scrape_time(
     assert commands == []  # the scrape did no I/O
     assert states[labels(name="shared-gauge", state="open")] == 1.0
     assert states[labels(name="shared-gauge", state="closed")] == 0.0
+
+
+def test_without_durations_calls_are_counted_and_no_clock_is_read() -> None:
+    from resilient.testing import FakeClock
+
+    class CountingClock(FakeClock):
+        reads = 0
+
+        def monotonic(self) -> float:
+            self.reads += 1
+            return super().monotonic()
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=False)
+    clock = CountingClock()
+    retry = resilient.Retry(on=ConnectionError, attempts=2, clock=clock, name="quiet")
+    work = retry(lambda: "ok")
+    try:
+        for _ in range(5):
+            assert work() == "ok"
+        assert retry.call(lambda: "ok") == "ok"
+        with pytest.raises(KeyError):
+            retry(lambda: {}["missing"])()  # not retryable: one attempt, one failure
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert clock.reads == 0
+    assert pick(final, "resilient_calls_total", "quiet") == {
+        labels(policy="retry", name="quiet", outcome="success"): 6.0,
+        labels(policy="retry", name="quiet", outcome="failure"): 1.0,
+    }
+    assert pick(final, "resilient_call_duration_seconds_count") == {}
+    assert ("circuit_breaker", "quiet") not in HUB.counting
+
+
+def test_counts_stay_exact_under_16_threads() -> None:
+    import sys
+    import threading
+
+    breaker = resilient.CircuitBreaker("threads", failure_rate=None, consecutive_failures=10**9)
+    retry = resilient.Retry(on=ConnectionError, attempts=1, name="threads")
+    through_breaker = breaker(lambda: None)
+    through_retry = retry(lambda: None)
+    rounds = 1_000
+
+    def hammer(start: threading.Barrier) -> None:
+        start.wait()
+        for _ in range(rounds):
+            through_breaker()
+            through_retry()
+            with pytest.raises(ZeroDivisionError):
+                breaker.call(lambda: 1 / 0)
+
+    def run_16_threads() -> None:
+        start = threading.Barrier(16)
+        threads = [threading.Thread(target=hammer, args=(start,)) for _ in range(16)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads often: increments interleave
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+
+    counted = PrometheusMetrics(registry=CollectorRegistry(), namespace="bare", durations=False)
+    try:
+        run_16_threads()  # the inlined path: counters only
+        metrics = PrometheusMetrics(registry=CollectorRegistry(), durations=True, buckets=(0.5, 1))
+        try:
+            run_16_threads()  # two exporters, one timing: every call is timed
+            final = samples(metrics.registry)
+        finally:
+            metrics.close()
+        bare = samples(counted.registry)
+    finally:
+        counted.close()
+    alone = PrometheusMetrics(registry=CollectorRegistry(), namespace="inline")
+    try:
+        run_16_threads()  # one exporter, the defaults: timed inline, folded on the way
+        assert ("retry", "threads") in HUB.nanos
+        inline = samples(alone.registry)
+    finally:
+        alone.close()
+
+    def expected(calls: int) -> dict[tuple[tuple[str, str], ...], float]:
+        return {
+            labels(policy="circuit_breaker", name="threads", outcome="success"): float(calls),
+            labels(policy="circuit_breaker", name="threads", outcome="failure"): float(calls),
+            labels(policy="retry", name="threads", outcome="success"): float(calls),
+        }
+
+    calls = 16 * rounds
+    assert pick(final, "resilient_calls_total", "threads") == expected(calls)
+    assert pick(bare, "bare_calls_total", "threads") == expected(2 * calls)
+    counts = pick(final, "resilient_call_duration_seconds_count", "threads")
+    assert counts == {
+        labels(policy="circuit_breaker", name="threads"): float(2 * calls),
+        labels(policy="retry", name="threads"): float(calls),
+    }
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "threads")
+    assert buckets[labels(policy="retry", name="threads", le="+Inf")] == float(calls)
+    assert pick(inline, "inline_calls_total", "threads") == expected(calls)
+    assert pick(inline, "inline_call_duration_seconds_count", "threads") == counts
+    buckets = pick(inline, "inline_call_duration_seconds_bucket", "threads")
+    assert buckets[labels(policy="circuit_breaker", name="threads", le="+Inf")] == 2.0 * calls
+
+
+def test_the_histogram_sum_is_exact_across_folds() -> None:
+    from resilient.testing import FakeClock
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=True, buckets=[0.1, 1, 10])
+    clock = FakeClock()
+
+    def quarter() -> None:
+        clock.advance(0.25)
+
+    breaker = resilient.CircuitBreaker("folds", clock=clock)
+    try:
+        for _ in range(3000):  # more than one fold of the pending durations
+            breaker.call(quarter)
+        final = samples(registry)
+    finally:
+        metrics.close()
+    sums = pick(final, "resilient_call_duration_seconds_sum", "folds")
+    assert sums == {labels(policy="circuit_breaker", name="folds"): pytest.approx(750.0)}
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "folds")
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {
+        "0.1": 0.0,
+        "1.0": 3000.0,
+        "10.0": 3000.0,
+        "+Inf": 3000.0,
+    }
+
+
+def test_bad_buckets_and_durations_are_refused() -> None:
+    with pytest.raises(ValueError, match="buckets"):
+        PrometheusMetrics(registry=CollectorRegistry(), buckets=[1.0, 0.5])
+    with pytest.raises(ValueError, match="buckets"):
+        PrometheusMetrics(registry=CollectorRegistry(), buckets=["x"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="durations"):
+        PrometheusMetrics(registry=CollectorRegistry(), durations=1)  # type: ignore[arg-type]
+    assert HUB.active is False
+
+
+def test_a_plain_subscriber_and_the_exporter_share_the_call_path() -> None:
+    from resilient.instrumentation import CallCompleted
+    from resilient.testing import FakeClock
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    seen: list[CallCompleted] = []
+    resilient.instrumentation.subscribe(seen.append, events=CallCompleted)
+    clock = FakeClock()
+
+    def tick() -> str:
+        clock.advance(0.5)
+        return "ok"
+
+    try:
+        assert resilient.CircuitBreaker("both", clock=clock)(tick)() == "ok"
+        final = samples(registry)
+    finally:
+        resilient.instrumentation.unsubscribe(seen.append)
+        metrics.close()
+    assert [(e.name, e.outcome, e.duration) for e in seen] == [("both", "success", 0.5)]
+    assert pick(final, "resilient_calls_total", "both") == {
+        labels(policy="circuit_breaker", name="both", outcome="success"): 1.0
+    }
+
+
+def test_multiprocess_mode_uses_prometheus_client_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent")
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=True)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    try:
+        from prometheus_client import Counter
+
+        assert isinstance(metrics._calls._calls, Counter)
+        breaker = resilient.CircuitBreaker("direct")
+        breaker.call(lambda: None)
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_calls_total", "direct") == {
+        labels(policy="circuit_breaker", name="direct", outcome="success"): 1.0,
+        labels(policy="circuit_breaker", name="direct", outcome="failure"): 1.0,
+    }
+    counts = pick(final, "resilient_call_duration_seconds_count", "direct")
+    assert counts == {labels(policy="circuit_breaker", name="direct"): 2.0}
+
+
+async def test_async_calls_are_counted_without_durations() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=False)
+    retry = resilient.Retry(on=ConnectionError, attempts=2, name="async-counted")
+    tries: list[int] = []
+
+    @retry
+    async def ok() -> str:
+        return "ok"
+
+    @retry
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    @retry
+    async def broken() -> str:
+        raise KeyError("never retried")
+
+    try:
+        for _ in range(3):
+            assert await ok() == "ok"
+        assert await flaky() == "ok"  # the first attempt failed: the rest of the call counts
+        with pytest.raises(KeyError):
+            await broken()
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_calls_total", "async-counted") == {
+        labels(policy="retry", name="async-counted", outcome="success"): 4.0,
+        labels(policy="retry", name="async-counted", outcome="failure"): 1.0,
+    }
+    assert pick(final, "resilient_retries_total", "async-counted") == {
+        labels(name="async-counted"): 1.0
+    }
+
+
+def test_by_default_calls_on_the_system_clock_are_timed_inline() -> None:
+    import time
+
+    from resilient._events import FOLD_AT
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)  # durations on: the default
+    retry = resilient.Retry(
+        on=ConnectionError, attempts=2, backoff=resilient.Backoff.constant(0.0), name="inline"
+    )
+    breaker = resilient.CircuitBreaker("inline", failure_rate=None, consecutive_failures=10**9)
+    through_retry = retry(lambda: None)
+    through_breaker = breaker(lambda: None)
+    tries: list[int] = []
+
+    @retry
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) % 2:
+            raise ConnectionError("every other attempt")
+        return "ok"
+
+    calls = 2 * FOLD_AT + 5  # folded twice on the call path, the rest at scrape time
+    began = time.monotonic()
+    try:
+        for _ in range(calls):
+            through_retry()
+            through_breaker()
+        assert HUB.nanos.keys() >= {("retry", "inline"), ("circuit_breaker", "inline")}
+        assert flaky() == "ok"  # the first attempt failed: the rest of the call is timed
+        with pytest.raises(KeyError):
+            retry(lambda: {}["missing"])()  # not retryable: a failure, timed
+        failing = breaker(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failing()
+        final = samples(registry)
+    finally:
+        metrics.close()
+    elapsed = time.monotonic() - began
+    assert pick(final, "resilient_calls_total", "inline") == {
+        labels(policy="retry", name="inline", outcome="success"): float(calls + 1),
+        labels(policy="retry", name="inline", outcome="failure"): 1.0,
+        labels(policy="circuit_breaker", name="inline", outcome="success"): float(calls),
+        labels(policy="circuit_breaker", name="inline", outcome="failure"): 1.0,
+    }
+    counts = pick(final, "resilient_call_duration_seconds_count", "inline")
+    assert counts == {
+        labels(policy="retry", name="inline"): float(calls + 2),
+        labels(policy="circuit_breaker", name="inline"): float(calls + 1),
+    }
+    sums = pick(final, "resilient_call_duration_seconds_sum", "inline")
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "inline")
+    for policy, count in (("retry", calls + 2), ("circuit_breaker", calls + 1)):
+        assert 0.0 < sums[labels(policy=policy, name="inline")] < elapsed
+        series = sorted(
+            (float(dict(k)["le"]), v) for k, v in buckets.items() if dict(k)["policy"] == policy
+        )
+        assert series[-1] == (float("inf"), float(count))
+        assert [v for _, v in series] == sorted(v for _, v in series)  # cumulative
+
+
+def test_nanoseconds_are_folded_into_the_buckets_exactly() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, buckets=(0.005, 0.01))
+    try:
+        sink = metrics._calls.bind("retry", "folded")
+        assert sink.nanos is not None
+        # On a bound, in the bucket (le: less or equal); one nanosecond more, in the next.
+        sink.nanos.extend([0, 5_000_000, 5_000_001, 10_000_000, 10_000_001, 3 * 10**9])
+        sink.succeeded(0.0075)  # another clock's duration, in seconds
+        sink.record("failure", 0.02)
+        final = samples(registry)
+        sink.nanos.append(1)  # appended after a scrape: counted by the next
+        again = samples(registry)
+    finally:
+        metrics.close()
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "folded")
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {
+        "0.005": 2.0,
+        "0.01": 5.0,
+        "+Inf": 8.0,
+    }
+    total = (5_000_000 + 5_000_001 + 10_000_000 + 10_000_001 + 3 * 10**9) / 1e9 + 0.0275
+    assert pick(final, "resilient_call_duration_seconds_sum", "folded") == {
+        labels(policy="retry", name="folded"): pytest.approx(total, abs=1e-12)
+    }
+    assert pick(final, "resilient_calls_total", "folded") == {
+        labels(policy="retry", name="folded", outcome="success"): 7.0,
+        labels(policy="retry", name="folded", outcome="failure"): 1.0,
+    }
+    assert (
+        pick(again, "resilient_calls_total", "folded")[
+            labels(policy="retry", name="folded", outcome="success")
+        ]
+        == 8.0
+    )
+
+
+def test_another_clock_is_timed_on_that_clock_not_inline() -> None:
+    from resilient.testing import FakeClock
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, buckets=(1, 2))
+    clock = FakeClock()
+
+    def slow() -> None:
+        clock.advance(1.5)
+
+    try:
+        resilient.Retry(on=ConnectionError, clock=clock, name="fake")(slow)()
+        resilient.Retry(on=ConnectionError, clock=clock, name="fake")(slow)()
+        assert ("retry", "fake") in HUB.nanos  # bound, but this policy's clock is not the system's
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_call_duration_seconds_sum", "fake") == {
+        labels(policy="retry", name="fake"): 3.0
+    }
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", "fake")
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {"1.0": 0.0, "2.0": 2.0, "+Inf": 2.0}
+
+
+async def test_async_calls_are_timed_inline_by_default() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    retry = resilient.Retry(
+        on=ConnectionError, attempts=2, backoff=resilient.Backoff.constant(0.0), name="async-timed"
+    )
+    tries: list[int] = []
+
+    @retry
+    async def ok() -> str:
+        return "ok"
+
+    @retry
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    @retry
+    async def broken() -> str:
+        raise KeyError("never retried")
+
+    try:
+        for _ in range(3):
+            assert await ok() == "ok"
+        assert ("retry", "async-timed") in HUB.nanos
+        assert await flaky() == "ok"
+        with pytest.raises(KeyError):
+            await broken()
+        final = samples(registry)
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_calls_total", "async-timed") == {
+        labels(policy="retry", name="async-timed", outcome="success"): 4.0,
+        labels(policy="retry", name="async-timed", outcome="failure"): 1.0,
+    }
+    assert pick(final, "resilient_call_duration_seconds_count", "async-timed") == {
+        labels(policy="retry", name="async-timed"): 5.0
+    }

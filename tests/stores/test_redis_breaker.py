@@ -959,3 +959,231 @@ async def test_a_trial_acquire_cut_while_redis_is_busy_gives_its_slot_back(
         await anyio.to_thread.run_sync(busy.join)
     assert await breaker.acall(anyio.sleep, 0) is None  # the trial was given back: this is it
     assert (await breaker.ametrics()).state is CircuitState.CLOSED
+
+
+# -- breaker_staleness: a CLOSED reply trusted for a while ------------------------------------
+
+
+def _count_scripts(store: RedisStore) -> list[str]:
+    """Spy on ``store``'s client: the op of every breaker script call it makes, in order."""
+    ops: list[str] = []
+    execute = store.client.execute_command
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        reply = execute(*args, **kwargs)  # a NOSCRIPT retried with the script is one call
+        if args and args[0] in ("EVALSHA", "EVAL"):
+            ops.append(_text_of(args[5]))  # EVALSHA sha 2 key ring op ...
+        return reply
+
+    store.client.execute_command = spy
+    return ops
+
+
+def _text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def test_breaker_staleness_is_opt_in_and_checked(redis_client: Any) -> None:
+    assert RedisStore(redis_client).breaker_staleness == 0.0
+    assert RedisStore(redis_client, breaker_staleness=0.25).breaker_staleness == 0.25
+    with pytest.raises(TypeError, match="breaker_staleness"):
+        RedisStore(redis_client, breaker_staleness="1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="breaker_staleness"):
+        RedisStore(redis_client, breaker_staleness=-1.0)
+    with pytest.raises(ValueError, match="breaker_staleness"):
+        RedisStore(redis_client, breaker_staleness=float("inf"))
+
+
+def test_by_default_every_call_asks_redis_then_records(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    ops = _count_scripts(store)
+    breaker = CircuitBreaker(fresh_name(), store=store)
+    try:
+        for _ in range(3):
+            assert breaker.call(lambda: "ok") == "ok"
+    finally:
+        store.client.close()
+    assert ops == ["acquire", "record"] * 3
+
+
+def test_a_trusted_closed_state_makes_a_call_one_round_trip_and_counts_stay_exact(
+    redis_url: str,
+) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(redis_url, breaker_staleness=1.0)
+    ops = _count_scripts(store)
+    name = fresh_name()
+    breaker = CircuitBreaker(name, failure_rate=0.5, minimum_calls=1000, clock=clock, store=store)
+    try:
+        for i in range(10):
+            if i % 2:
+                with pytest.raises(Boom):
+                    breaker.call(_raise_boom_here)
+            else:
+                assert breaker.call(lambda: "ok") == "ok"
+            clock.advance(0.5)  # each record's reply renews the trust: no acquire needed
+        metrics = breaker.metrics()
+    finally:
+        store.client.close()
+    assert ops == ["acquire", *["record"] * 10, "read"]
+    assert (metrics.calls, metrics.failures) == (10, 5)
+
+
+def _raise_boom_here() -> None:
+    raise Boom
+
+
+def test_an_opening_by_another_client_is_seen_once_the_trust_runs_out(redis_url: str) -> None:
+    """Two clients sharing one breaker, as two processes would, on one fake clock."""
+    clock = FakeClock()
+    name = fresh_name()
+    trusting_store = RedisStore.from_url(redis_url, breaker_staleness=2.0)
+    other_store = RedisStore.from_url(redis_url)
+    ops = _count_scripts(trusting_store)
+    options: dict[str, Any] = {"consecutive_failures": 1, "open_for": 60.0, "clock": clock}
+    trusting = CircuitBreaker(name, **options, store=trusting_store)
+    other = CircuitBreaker(name, **options, store=other_store)
+    try:
+        assert trusting.call(lambda: "ok") == "ok"  # acquire + record: CLOSED trusted for 2 s
+        with pytest.raises(Boom):
+            other.call(_raise_boom_here)  # the other process opens the breaker
+        with pytest.raises(CircuitOpenError):
+            other.call(lambda: "never")
+        clock.advance(1.5)
+        # Within the bound: still admitted (the stated price), without asking Redis...
+        assert trusting.call(lambda: "stale") == "stale"
+        # ...and its outcome, from the period that has ended, is dropped: the record's reply
+        # says OPEN, which ends the trust at once.
+        with pytest.raises(CircuitOpenError):
+            trusting.call(lambda: "never")
+        metrics = other.metrics()
+    finally:
+        trusting_store.client.close()
+        other_store.client.close()
+    assert ops == ["acquire", "record", "record", "acquire"]
+    assert metrics.state is CircuitState.OPEN
+
+
+def test_without_calls_meanwhile_the_trust_ends_after_the_bound(redis_url: str) -> None:
+    clock = FakeClock()
+    name = fresh_name()
+    trusting_store = RedisStore.from_url(redis_url, breaker_staleness=2.0)
+    other_store = RedisStore.from_url(redis_url)
+    options: dict[str, Any] = {"consecutive_failures": 1, "open_for": 60.0, "clock": clock}
+    trusting = CircuitBreaker(name, **options, store=trusting_store)
+    other = CircuitBreaker(name, **options, store=other_store)
+    try:
+        assert trusting.call(lambda: "ok") == "ok"
+        other.force_open()
+        clock.advance(2.0)  # the bound: from here on, Redis is asked again
+        with pytest.raises(CircuitOpenError):
+            trusting.call(lambda: "never")
+    finally:
+        trusting_store.client.close()
+        other_store.client.close()
+
+
+def test_its_own_opening_and_operator_actions_end_the_trust_at_once(redis_url: str) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(redis_url, breaker_staleness=60.0)
+    breaker = CircuitBreaker(
+        fresh_name(), consecutive_failures=1, open_for=60.0, clock=clock, store=store
+    )
+    try:
+        assert breaker.call(lambda: "ok") == "ok"
+        with pytest.raises(Boom):
+            breaker.call(_raise_boom_here)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: "never")
+        breaker.reset()
+        assert breaker.call(lambda: "ok") == "ok"
+        breaker.force_open()
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: "never")
+    finally:
+        store.client.close()
+
+
+def test_an_outage_ends_the_trust(redis_server: RedisServer, redis_url: str) -> None:
+    clock = FakeClock()
+    store = RedisStore.from_url(
+        redis_url, socket_timeout=SOCKET_TIMEOUT, on_error="deny", breaker_staleness=60.0
+    )
+    breaker = CircuitBreaker(fresh_name(), clock=clock, store=store)
+    try:
+        assert breaker.call(lambda: "ok") == "ok"
+        redis_server.stop()
+        try:
+            # The record cannot reach Redis: counted locally, and the trust ends with it.
+            assert breaker.call(lambda: "ok") == "ok"
+            with pytest.raises(CircuitOpenError):  # on_error="deny": Redis is asked, and fails
+                breaker.call(lambda: "never")
+        finally:
+            redis_server.start()
+    finally:
+        store.client.close()
+
+
+def test_real_clocks_two_clients_the_opening_is_seen_within_the_bound(redis_url: str) -> None:
+    """On real clocks: no call is admitted later than the bound after the opening returned."""
+    staleness = 0.2
+    name = fresh_name()
+    trusting_store = RedisStore.from_url(redis_url, breaker_staleness=staleness, socket_timeout=5)
+    other_store = RedisStore.from_url(redis_url, socket_timeout=5)
+    trusting = CircuitBreaker(name, consecutive_failures=1, open_for=60.0, store=trusting_store)
+    other = CircuitBreaker(name, consecutive_failures=1, open_for=60.0, store=other_store)
+    admitted: list[float] = []
+    stop = threading.Event()
+
+    def calls() -> None:
+        for _ in range(100_000):  # bounded; ends when rejected
+            start = time.monotonic()
+            try:
+                trusting.call(lambda: None)
+            except CircuitOpenError:
+                stop.set()
+                return
+            admitted.append(start)
+
+    worker = threading.Thread(target=calls)
+    try:
+        worker.start()
+        time.sleep(0.05)
+        other.force_open()
+        opened = time.monotonic()
+        worker.join(timeout=30)
+    finally:
+        stop.set()
+        worker.join()
+        trusting_store.client.close()
+        other_store.client.close()
+    assert stop.is_set()  # the opening was seen
+    late = [start - opened for start in admitted if start >= opened]
+    assert all(delay < staleness for delay in late)
+
+
+async def test_async_calls_trust_a_closed_state_too(
+    async_stores: Callable[..., RedisStore],
+) -> None:
+    clock = FakeClock()
+    name = fresh_name()
+    trusting = CircuitBreaker(
+        name,
+        consecutive_failures=1,
+        open_for=60.0,
+        clock=clock,
+        store=async_stores(breaker_staleness=2.0),
+    )
+    other = CircuitBreaker(
+        name, consecutive_failures=1, open_for=60.0, clock=clock, store=async_stores()
+    )
+
+    async def work() -> str:
+        return "ok"
+
+    assert await trusting.acall(work) == "ok"
+    await other.aforce_open()
+    clock.advance(1.0)
+    assert await trusting.acall(work) == "ok"  # within the bound: admitted
+    with pytest.raises(CircuitOpenError):  # that record's reply said FORCED_OPEN
+        await trusting.acall(work)

@@ -292,6 +292,11 @@ class RedisStore:
         on_error: ``"allow"``, ``"deny"`` or ``"raise"``; see above.
         error_retry_after: the ``retry_after`` of decisions denied because Redis failed
             (``on_error="deny"``), in seconds (default 1.0).
+        breaker_staleness: opt-in, for circuit breakers on this store: seconds for which a
+            reply saying CLOSED is trusted, so that a steady stream of calls costs one round
+            trip each instead of two (default 0: every call asks Redis). The price: a process
+            may admit calls for up to this long after another process opened the breaker.
+            Counts stay exact. See docs/circuit-breaker.md.
     """
 
     __slots__ = (
@@ -302,6 +307,7 @@ class RedisStore:
         "_health",
         "_no_script",
         "_scripts",
+        "breaker_staleness",
         "client",
         "error_retry_after",
         "on_error",
@@ -315,6 +321,7 @@ class RedisStore:
         prefix: str = "resilient",
         on_error: str = "allow",
         error_retry_after: float = 1.0,
+        breaker_staleness: float = 0.0,
     ) -> None:
         self._async = _client_kind(client) == "async"
         if not isinstance(prefix, str):
@@ -327,12 +334,19 @@ class RedisStore:
             raise TypeError(f"error_retry_after must be a number, got {error_retry_after!r}")
         if not error_retry_after > 0:
             raise ValueError(f"error_retry_after must be > 0, got {error_retry_after!r}")
+        if isinstance(breaker_staleness, bool) or not isinstance(breaker_staleness, (int, float)):
+            raise TypeError(f"breaker_staleness must be a number, got {breaker_staleness!r}")
+        if not 0 <= breaker_staleness < float("inf"):
+            raise ValueError(
+                f"breaker_staleness must be >= 0 and finite, got {breaker_staleness!r}"
+            )
         import redis.exceptions
 
         self.client = client
         self.prefix = prefix
         self.on_error = on_error
         self.error_retry_after = float(error_retry_after)
+        self.breaker_staleness = float(breaker_staleness)
         # A cluster client raises RedisClusterException, which is not a RedisError, when no
         # node answers or a slot has no node: an outage too.
         self._errors: tuple[type[BaseException], ...] = (
@@ -364,6 +378,7 @@ class RedisStore:
         prefix: str = "resilient",
         on_error: str = "allow",
         error_retry_after: float = 1.0,
+        breaker_staleness: float = 0.0,
     ) -> RedisStore:
         """A store with a client built for failing fast: short timeouts, no retries.
 
@@ -376,6 +391,7 @@ class RedisStore:
             prefix: see `RedisStore`.
             on_error: see `RedisStore`.
             error_retry_after: see `RedisStore`.
+            breaker_staleness: see `RedisStore`.
         """
         import redis
         import redis.asyncio
@@ -400,7 +416,13 @@ class RedisStore:
             client.auto_close_connection_pool = True  # aclose() closes the pool too
         else:
             client = redis.Redis.from_url(url, **options)
-        return cls(client, prefix=prefix, on_error=on_error, error_retry_after=error_retry_after)
+        return cls(
+            client,
+            prefix=prefix,
+            on_error=on_error,
+            error_retry_after=error_retry_after,
+            breaker_staleness=breaker_staleness,
+        )
 
     def __repr__(self) -> str:
         return f"RedisStore({self.client!r}, prefix={self.prefix!r}, on_error={self.on_error!r})"

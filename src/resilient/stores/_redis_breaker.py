@@ -12,6 +12,17 @@ exactly as the memory backend drops outcomes of calls that began in an earlier p
 Events. A transition is reported (``CircuitStateChanged``) by the process whose call made it;
 the other processes see the new state in their next reply (rejections, trial permits).
 
+A closed state trusted for a while (opt-in: ``RedisStore(breaker_staleness=S)``). By default
+every call asks Redis for a permit, then reports its outcome: two round trips. With ``S`` > 0,
+a reply saying CLOSED (an acquire's, or a record's: each carries the state and generation back)
+is trusted for ``S`` seconds from when its request was sent: calls in that time are admitted
+without asking, so a steady stream of calls costs one round trip each (the record). Outcomes
+are still recorded one by one, atomically, so the window's counts stay exact; what is loosened
+is admission only: a process may admit calls for up to ``S`` seconds after another process
+opened the breaker (their outcomes, from an earlier generation, are then dropped as usual).
+Its own opening, a half-open or open state, an operator action or a Redis failure ends the
+trust at once; trials (HALF_OPEN) always ask Redis.
+
 When Redis fails, the store's ``on_error`` decides:
 
 - ``"allow"`` (default): this process falls back to a breaker of its own, in memory, with the
@@ -96,6 +107,11 @@ class _RedisCircuitBackend:
         self._offline_until: float | None = None
         self._last_state = CircuitState.CLOSED
         self._last_metrics: CircuitMetrics | None = None
+        #: Seconds a CLOSED reply is trusted for (0: never, ask Redis on every call).
+        self._staleness: float = store.breaker_staleness
+        #: (when the request whose reply said CLOSED was sent, on ``clock``; the permit of
+        #: that period, or None once a later reply said otherwise). One tuple, replaced whole.
+        self._trusted: tuple[float, _SharedPermit | None] = (float("-inf"), None)
         self._script = store._script("circuit_breaker")
         self._key = store._key("circuit_breaker", breaker.name, "state")
         # A count window's ring of outcomes (same hash tag: same Cluster slot).
@@ -165,6 +181,31 @@ class _RedisCircuitBackend:
         if old_text:
             self._on_transition(CircuitState(old_text), new)
 
+    # -- a CLOSED state trusted for a while (breaker_staleness) -------------------------------
+
+    def _trust(self, sent: float | None, state: CircuitState, generation: Any) -> None:
+        """Note what a reply to a request sent at ``sent`` (None: not timed) said."""
+        if not self._staleness:
+            return
+        if sent is None or state is not CircuitState.CLOSED:
+            # Distrust at once, whatever the age of this reply (it is news of a change).
+            self._trusted = (self._trusted[0], None)
+            return
+        if sent < self._trusted[0]:
+            return  # a reply older than the one trusted now: no news
+        permit = self._trusted[1]
+        generation = int(generation)
+        if permit is None or permit.generation != generation:
+            permit = _SharedPermit(False, generation)
+        self._trusted = (sent, permit)
+
+    def _trusted_permit(self, now: float) -> _SharedPermit | None:
+        """The permit of the CLOSED period Redis reported less than ``staleness`` ago."""
+        sent, permit = self._trusted
+        if permit is not None and now - sent < self._staleness:
+            return permit
+        return None
+
     # -- when Redis fails ----------------------------------------------------------------------
 
     def _offline(self, now: float) -> bool:
@@ -189,6 +230,7 @@ class _RedisCircuitBackend:
         Says so in a ``StoreError`` event, then raises the error, or pauses Redis for
         ``error_retry_after`` seconds (the caller then acts locally).
         """
+        self._trust(None, CircuitState.CLOSED, 0)  # Redis's word is not fresh any more
         on_error = self._store.on_error
         if operation == "record":
             action = "local"  # the call already ran: its outcome is neither refused nor raised
@@ -236,6 +278,8 @@ class _RedisCircuitBackend:
         state = CircuitState(_text(state_text))
         self._last_state = state
         self._transition(old, state)
+        if self._staleness:
+            self._trust(now, state, generation)
         if verdict == 0:
             retry_after = 0.0 if state is HALF_OPEN else int(retry_after_ms) / 1000
             return _Rejection(state, retry_after)
@@ -252,16 +296,20 @@ class _RedisCircuitBackend:
             code = (outcome & FAILURE) | (2 if slow or outcome == TIMEOUT else 0)
         return (str(code), str(permit.generation), "1" if permit.trial else "0")
 
-    def _recorded(self, reply: Sequence[Any]) -> None:
+    def _recorded(self, reply: Sequence[Any], sent: float | None = None) -> None:
         state = CircuitState(_text(reply[0]))
         self._last_state = state
         self._transition(reply[1], state)
+        if self._staleness:
+            self._trust(sent, state, reply[2])
 
     def _metrics(self, name: str, reply: Sequence[Any], now: float) -> CircuitMetrics:
         state_text, old, age_ms, calls, failures, slow, consecutive = reply
         state = CircuitState(_text(state_text))
         self._last_state = state
         self._transition(old, state)
+        if self._staleness and state is not CircuitState.CLOSED:
+            self._trust(None, state, 0)
         calls = int(calls)
         self._last_metrics = metrics = CircuitMetrics(
             name=name,
@@ -299,6 +347,10 @@ class _RedisCircuitBackend:
 
     def acquire(self, now: float) -> _Permit | _Rejection:
         """A permit from Redis (or, after a failure, from the ``on_error`` fallback)."""
+        if self._staleness:
+            trusted = self._trusted_permit(now)
+            if trusted is not None:
+                return trusted
         if self._offline(now):
             return self._acquire_failed(None, now)
         try:
@@ -315,12 +367,13 @@ class _RedisCircuitBackend:
             return
         if permit.generation < 0 or (outcome == NEUTRAL and not permit.trial):
             return  # DISABLED, or a call that counts neither way: nothing to tell Redis
+        sent = self._clock() if self._staleness else None
         try:
             reply = self._eval("record", *self._record_args(permit, outcome, duration))
         except StoreUnavailable as error:
             self._record_failed(error, outcome, duration, now)
             return
-        self._recorded(reply)
+        self._recorded(reply, sent)
 
     def poll(self, now: float) -> CircuitState:
         """The state in Redis; with an async client, the state seen last (no I/O here)."""
@@ -361,6 +414,10 @@ class _RedisCircuitBackend:
 
     async def aacquire(self, now: float) -> _Permit | _Rejection:
         """Async `acquire`."""
+        if self._staleness:
+            trusted = self._trusted_permit(now)
+            if trusted is not None:
+                return trusted
         if self._offline(now):
             return self._acquire_failed(None, now)
         try:
@@ -376,7 +433,8 @@ class _RedisCircuitBackend:
 
     async def _give_back(self, reply: Sequence[Any]) -> None:
         """Undo an acquire whose caller was cancelled: return the trial it may hold."""
-        permit = self._permit(reply, self._clock())
+        # No send time for the trust: -inf makes a CLOSED reply no news (see `_trust`).
+        permit = self._permit(reply, float("-inf"))
         if isinstance(permit, _SharedPermit) and permit.trial:
             await self.arecord(permit, NEUTRAL, 0.0, None)
 
@@ -393,12 +451,13 @@ class _RedisCircuitBackend:
         if permit.generation < 0 or (outcome == NEUTRAL and not permit.trial):
             return
         args = self._record_args(permit, outcome, duration)
+        sent = self._clock() if self._staleness else None
         try:
             reply = await must_complete(self._aeval, "record", *args)
         except StoreUnavailable as error:
             self._record_failed(error, outcome, duration, now)
             return
-        self._recorded(reply)
+        self._recorded(reply, sent)
 
     async def asnapshot(self, name: str, now: float) -> CircuitMetrics:
         """Async `snapshot`."""

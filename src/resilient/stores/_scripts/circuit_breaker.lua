@@ -25,6 +25,10 @@
 -- ARGV[15]  record: "1" when the call was a half-open trial
 -- ARGV[16]  optional: the time in ms to use instead of Redis TIME (tests only)
 --
+-- Replies: acquire {verdict, state, generation, retry_after (ms), old state or '', age (ms)};
+-- read {state, old or '', age (ms), calls, failures, slow calls, consecutive failures};
+-- record and the operator ops {state, old state or '', generation}.
+--
 -- Hash fields: st state, gen generation (bumped whenever a CLOSED or HALF_OPEN period ends, so
 -- outcomes of calls begun in an earlier period are recognised and dropped), since (ms) when
 -- the state began, till (ms) end of the OPEN period, reo openings in a row, ti trials issued,
@@ -245,12 +249,12 @@ end
 if op == 'record' then
   local outcome = tonumber(ARGV[13])
   if tonumber(ARGV[14]) ~= gen then
-    return {st, ''}  -- the call began in an earlier period
+    return {st, '', gen}  -- the call began in an earlier period
   end
   local failed = outcome == 1 or outcome == 3
   local slow = outcome == 2 or outcome == 3
   if ARGV[15] == '1' then
-    if st ~= 'half_open' then return {st, ''} end
+    if st ~= 'half_open' then return {st, '', gen} end
     if outcome == 4 then
       ti = math.max(ti - 1, 0)  -- the trial counted neither way: give its slot back
     elseif failed or (slow and slow_rate >= 0) then
@@ -260,9 +264,9 @@ if op == 'record' then
       if tp >= half_open_calls then close() end
     end
     save()
-    return {st, changed()}
+    return {st, changed(), gen}
   end
-  if st ~= 'closed' or outcome == 4 then return {st, ''} end
+  if st ~= 'closed' or outcome == 4 then return {st, '', gen} end
   add(outcome)
   if failed then cf = cf + 1 else cf = 0 end
   local calls, failures, slows = totals()
@@ -273,7 +277,7 @@ if op == 'record' then
     open()
   end
   save()
-  return {st, changed()}
+  return {st, changed(), gen}
 end
 
 if op == 'force_open' then
@@ -290,4 +294,4 @@ else
   return redis.error_reply('unknown op ' .. tostring(op))
 end
 save()
-return {st, changed()}
+return {st, changed(), gen}
