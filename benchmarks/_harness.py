@@ -74,8 +74,8 @@ class Settings:
     threads: tuple[int, ...] = (1, 2, 4, 8)
     tasks: tuple[int, ...] = (1, 10, 100, 1000)
     #: Operations per point of the thread scaling curves, and of the asyncio task curves.
-    scaling_operations: int = 200_000
-    task_operations: int = 50_000
+    scaling_operations: int = 60_000
+    task_operations: int = 10_000
     #: Runs per point of the scaling curves (the point is their median).
     scaling_repeats: int = 3
 
@@ -244,9 +244,20 @@ def compare_async(
     return {name: Timing.of(values) for name, values in timings.items()}
 
 
+#: Rounds of `measure` and `measure_async` when given a loop length but no ``repeat``: such
+#: loops are long already.
+LONG_LOOP_ROUNDS = 5
+
+
+def _legacy_rounds(number: int | None, repeat: int) -> int | None:
+    if repeat:
+        return repeat
+    return min(LONG_LOOP_ROUNDS, SETTINGS.rounds) if number is not None else None
+
+
 def measure(fn: Callable[[], object], *, number: int | None = None, repeat: int = 0) -> float:
     """Seconds per call of ``fn()`` alone: the median of `compare` with one candidate."""
-    return compare({"fn": fn}, number=number, rounds=repeat or None)["fn"].median
+    return compare({"fn": fn}, number=number, rounds=_legacy_rounds(number, repeat))["fn"].median
 
 
 def measure_async(
@@ -257,7 +268,8 @@ def measure_async(
     repeat: int = 0,
 ) -> float:
     """Seconds per ``await fn()`` on ``backend`` alone: the median of `compare_async`."""
-    return compare_async({"fn": fn}, backend, number=number, rounds=repeat or None)["fn"].median
+    rounds = _legacy_rounds(number, repeat)
+    return compare_async({"fn": fn}, backend, number=number, rounds=rounds)["fn"].median
 
 
 def measure_paired(

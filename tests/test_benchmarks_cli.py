@@ -433,3 +433,20 @@ def test_bytes_per_key_counts_what_the_keys_hold() -> None:
         lambda key: held.__setitem__(key, bytes(1000)), [str(i) for i in range(200)]
     )
     assert 1000 <= per_key < 1400
+
+
+def test_bytes_per_key_curve_reads_every_checkpoint_in_one_pass() -> None:
+    from benchmarks.bench_scaling import bytes_per_key_curve
+
+    held: dict[str, bytes] = {}
+    seen: list[str] = []
+
+    def acquire(key: str) -> None:
+        seen.append(key)
+        held[key] = bytes(1000)
+
+    keys = [str(i) for i in range(300)]
+    curve = bytes_per_key_curve(acquire, keys, [100, 300])
+    assert seen == keys
+    assert len(curve) == 2
+    assert all(1000 <= value < 1500 for value in curve)
