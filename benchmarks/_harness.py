@@ -722,7 +722,7 @@ class Report:
             ax.tick_params(labelsize=8)
         fig.text(0.01, 0.002, footer, fontsize=7, color="#555555")
         fig.tight_layout(rect=(0, 0.01, 1, 1))
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=80)
         plt.close(fig)
         return path
 
