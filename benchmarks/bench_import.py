@@ -7,8 +7,8 @@ interpreter's own start-up). The interpreters take turns module by module; a row
 of ``SETTINGS.import_runs`` runs, its spread the fastest and the slowest. The quick run times
 only resilient, tenacity and pybreaker.
 
-No target; for the record. `resilient` loads its subpackages lazily (DESIGN: stores, config,
-testing, instrumentation and integrations are imported on first use).
+No target; for the record. `resilient` loads its subpackages (stores, config, testing,
+instrumentation, integrations) on first use, so they are not part of its import time.
 """
 
 from __future__ import annotations
