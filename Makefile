@@ -12,7 +12,7 @@ BUILD_INPUTS := pyproject.toml setup.py src/resilient/_speedups.c
 HASH := $(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 installed = $(VENV)/.installed-$(1)-$(HASH)
 
-.PHONY: demo test soak lint format bench bench-commit docs clean distclean venv redis wrk
+.PHONY: demo test soak lint format bench bench-quick bench-commit bench-peers docs clean distclean venv redis wrk
 
 $(BIN)/python:
 	@bash scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
@@ -55,11 +55,27 @@ format: $(call installed,dev)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Writes benchmarks/results/latest/ (git-ignored); bench-commit replaces the committed results.
-bench: $(call installed,dev-bench) redis
+# The peer libraries the benchmarks measure, pinned in one file; installed again when it changes.
+PEERS := benchmarks/requirements.txt
+PEERS_STAMP := $(VENV)/.bench-peers-$(shell cat $(PEERS) | cksum | cut -d' ' -f1)
+
+$(PEERS_STAMP): $(PEERS) $(call installed,dev-bench)
+	@$(BIN)/python -m pip install --quiet -r $(PEERS)
+	@find $(VENV) -maxdepth 1 -name '.bench-peers-*' ! -name '$(notdir $(PEERS_STAMP))' -delete
+	@touch $@
+
+bench-peers: $(PEERS_STAMP)
+
+# Every benchmark, resilient and the peers in one process and one run (about 10 minutes);
+# writes benchmarks/results/latest/ (git-ignored). bench-commit replaces the committed results.
+bench: bench-peers redis
 	$(BIN)/python -m benchmarks
 
-bench-commit: $(call installed,dev-bench) redis
+# The same scenarios with shorter loops and fewer rounds: under 2 minutes, for everyday use.
+bench-quick: bench-peers redis
+	$(BIN)/python -m benchmarks --quick
+
+bench-commit: bench-peers redis
 	$(BIN)/python -m benchmarks --update-committed
 
 docs: $(call installed,dev-docs)

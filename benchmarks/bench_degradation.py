@@ -5,9 +5,9 @@
 - ``DeadLetterQueue.capture`` against the bare call and against the cheapest possible wrapper
   (one function that calls the next): capture must add no more than that one function call.
 
-The candidates of a group are measured in turns, three rounds, keeping each one's best, so a
-slow spell of a shared machine lands on all of them alike; a margin of 10 ns per call absorbs
-the noise that remains.
+The candidates of a group are measured in turns (`compare`), each row the median of its rounds,
+so a slow spell of a shared machine lands on all of them alike; a margin of 10 ns per call
+absorbs the noise that remains.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import resilient
 from resilient.stores import MemoryStore
 
-from ._harness import Report, measure, measure_async, subtract_baseline
+from ._harness import Report, Timing, compare, compare_async, subtract_baseline
 
 NOISE = 10e-9
 
@@ -39,14 +39,9 @@ def one_call(fn: Any) -> Any:
     return wrapper
 
 
-def interleaved(candidates: dict[str, Any], flavour: str = "sync") -> dict[str, float]:
-    """Seconds per call of each candidate: the best of three rounds, taken in turns."""
-    best = dict.fromkeys(candidates, float("inf"))
-    for _ in range(3):
-        for name, fn in candidates.items():
-            seconds = measure(fn) if flavour == "sync" else measure_async(fn)
-            best[name] = min(best[name], seconds)
-    return best
+def interleaved(candidates: dict[str, Any], flavour: str = "sync") -> dict[str, Timing]:
+    """Seconds per call of each candidate, taken in turns."""
+    return compare(candidates) if flavour == "sync" else compare_async(candidates)
 
 
 def run(report: Report) -> None:
@@ -103,9 +98,10 @@ def _capture(report: Report) -> None:
         return await awork(*args, **kwargs)
 
     group = "dead-letter capture, success path (asyncio)"
-    bare = report.add(group, "bare await", measure_async(awork), baseline=True)
-    wrapped = report.add(group, "one wrapper coroutine", measure_async(aone))
-    captured = report.add(group, "DeadLetterQueue.capture", measure_async(dlq.capture()(awork)))
+    times = interleaved({"bare": awork, "one": aone, "capture": dlq.capture()(awork)}, "async")
+    bare = report.add(group, "bare await", times["bare"], baseline=True)
+    wrapped = report.add(group, "one wrapper coroutine", times["one"])
+    captured = report.add(group, "DeadLetterQueue.capture", times["capture"])
     added = subtract_baseline(captured, bare)
     added_wrapper = subtract_baseline(wrapped, bare)
     report.check(

@@ -11,19 +11,15 @@ the medians are compared (`measure_paired`, and its async twin below).
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 import httpx
 
 import resilient
 from resilient import CircuitBreaker
 from resilient.integrations.httpx import AsyncResilientTransport, ResilientTransport
 
-from ._harness import Report, measure_paired, subtract_baseline
+from ._harness import Report, compare_paired, compare_paired_async, subtract_baseline
 
 URL = "http://api.test/items/17"
 TARGET = 0.10
@@ -41,11 +37,13 @@ def run(report: Report) -> None:
 
 
 def _check(report: Report, flavour: str, bare: float, mine: float) -> None:
-    added = subtract_baseline(mine, bare)
-    report.check(
-        f"the httpx transport adds <= {TARGET:.0%} to a request through httpx ({flavour})",
-        added <= TARGET * bare,
-        f"{added * 1e6:.2f} us on {bare * 1e6:.1f} us ({added / bare:.1%})",
+    report.target(
+        f"httpx transport ({flavour}): added cost vs the request through bare httpx",
+        subtract_baseline(mine, bare),
+        bare,
+        at_most=TARGET,
+        peer="bare httpx request",
+        headline=False,
     )
 
 
@@ -73,16 +71,20 @@ def _sync(report: Report) -> None:
         "bare client in resilient.timeout(30)": bare_in_deadline,
         "+ ResilientTransport in a deadline, grpc-timeout sent": in_deadline,
     }
-    timings = measure_paired(rows, SAMPLES)
+    timings = compare_paired(rows, SAMPLES)
     group = "httpx request, success (sync Client)"
     for name, seconds in timings.items():
         report.add(group, name, seconds, baseline=name == "httpx.Client + MockTransport")
-    bare = timings["httpx.Client + MockTransport"]
-    _check(report, "sync", bare, timings["+ ResilientTransport (defaults)"])
+    _check(
+        report,
+        "sync",
+        timings["httpx.Client + MockTransport"].median,
+        timings["+ ResilientTransport (defaults)"].median,
+    )
 
     request = bare_client.build_request("GET", URL)
     transport = ResilientTransport(mock)
-    timings = measure_paired(
+    timings = compare_paired(
         {
             "MockTransport.handle_request": lambda: mock.handle_request(request),
             "ResilientTransport.handle_request": lambda: transport.handle_request(request),
@@ -94,30 +96,6 @@ def _sync(report: Report) -> None:
         report.add(group, name, seconds, baseline=name.startswith("Mock"))
 
 
-def _measure_paired_async(
-    candidates: dict[str, Callable[[], Awaitable[object]]], backend: str, samples: int
-) -> dict[str, float]:
-    """`measure_paired` for coroutines: turns taken request by request in one event loop."""
-    names = list(candidates)
-    orders = [names[i:] + names[:i] for i in range(len(names))]
-    timings: dict[str, list[int]] = {name: [] for name in names}
-    clock = time.perf_counter_ns
-
-    async def main() -> None:
-        for fn in candidates.values():
-            for _ in range(200):
-                await fn()
-        for i in range(samples):
-            for name in orders[i % len(orders)]:
-                fn = candidates[name]
-                start = clock()
-                await fn()
-                timings[name].append(clock() - start)
-
-    anyio.run(main, backend=backend)
-    return {name: statistics.median(values) / 1e9 for name, values in timings.items()}
-
-
 def _async(report: Report, backend: str) -> None:
     mock = httpx.MockTransport(handler)
     bare_client = httpx.AsyncClient(transport=mock)
@@ -127,7 +105,7 @@ def _async(report: Report, backend: str) -> None:
             mock, breaker_factory=lambda origin: CircuitBreaker(origin)
         )
     )
-    timings = _measure_paired_async(
+    timings = compare_paired_async(
         {
             "httpx.AsyncClient + MockTransport": lambda: bare_client.get(URL),
             "+ AsyncResilientTransport (defaults)": lambda: ours.get(URL),
@@ -142,6 +120,6 @@ def _async(report: Report, backend: str) -> None:
     _check(
         report,
         backend,
-        timings["httpx.AsyncClient + MockTransport"],
-        timings["+ AsyncResilientTransport (defaults)"],
+        timings["httpx.AsyncClient + MockTransport"].median,
+        timings["+ AsyncResilientTransport (defaults)"].median,
     )
