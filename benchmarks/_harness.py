@@ -22,6 +22,7 @@ same process on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -46,6 +47,7 @@ __all__ = [
     "Timing",
     "compare",
     "compare_async",
+    "compare_within",
     "measure",
     "measure_async",
     "compare_paired",
@@ -198,6 +200,36 @@ def compare(
     for i in range(rounds or SETTINGS.rounds):
         for name in orders[i % len(orders)]:
             timings[name].append(runs[name](numbers[name]) / numbers[name])
+    return {name: Timing.of(values) for name, values in timings.items()}
+
+
+def compare_within(
+    candidates: Mapping[
+        str, tuple[Callable[[], object], Callable[[], contextlib.AbstractContextManager[object]]]
+    ],
+    *,
+    rounds: int | None = None,
+) -> dict[str, Timing]:
+    """`compare` for candidates that each need the process in a state of their own.
+
+    Each candidate is ``(fn, setting)``: ``setting()`` makes a context manager that is entered
+    before each of the candidate's timed loops and left after it (subscribing an exporter, for
+    instance), outside the timing. The candidates still take turns loop by loop, so a slow
+    spell of the machine lands on all of them alike.
+    """
+    runs = {name: (_loop(fn), setting) for name, (fn, setting) in candidates.items()}
+    numbers: dict[str, int] = {}
+    for name, (run, setting) in runs.items():
+        with setting():
+            numbers[name] = _calibrate(run)
+    timings: dict[str, list[float]] = {name: [] for name in runs}
+    orders = _rotations(list(runs))
+    for i in range(rounds or SETTINGS.rounds):
+        for name in orders[i % len(orders)]:
+            run, setting = runs[name]
+            with setting():
+                run(max(1, numbers[name] // 20))  # warm up in this setting
+                timings[name].append(run(numbers[name]) / numbers[name])
     return {name: Timing.of(values) for name, values in timings.items()}
 
 

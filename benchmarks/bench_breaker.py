@@ -12,13 +12,21 @@ Peers, each as its documented decorator with default settings unless said:
   ``failure_threshold=1``, aiobreaker ``fail_max=1``, purgatory ``threshold=1``); each call is
   rejected with the library's exception, caught by the benchmark. The reference row raises and
   catches an exception by hand, the floor of any rejection that raises.
-- Redis: ``CircuitBreaker(store=RedisStore(...))``, acquire and record in two script calls,
-  against a PING round trip and pybreaker's ``CircuitRedisStorage``, one connection each, in
-  turns call by call (medians).
+- Instrumentation (sync, closed): nobody listening, a plain subscriber, and each exporter
+  subscribed in turn: ``PrometheusMetrics`` with its duration histogram (the default) and with
+  ``durations=False``, ``OpenTelemetryInstrumentation`` on the SDK with and without durations
+  (see ``_exporters.py``).
+- Redis: ``CircuitBreaker(store=RedisStore(...))``, acquire and record in two script calls;
+  with the opt-in ``RedisStore(breaker_staleness=0.05)`` a CLOSED reply is trusted for 50 ms,
+  so a steady stream of calls costs one script call each (the record). Both against a PING
+  round trip and pybreaker's ``CircuitRedisStorage``, one connection each, in turns call by
+  call (medians).
 
 Targets: the closed success path adds at most 0.8x what circuitbreaker adds; with
-PrometheusMetrics, less than twice the uninstrumented call; the shared Redis breaker's closed
-path at most 1.5x a PING round trip.
+PrometheusMetrics, less than twice the uninstrumented call (durations on, the default; and,
+reported apart, ``durations=False``); the shared Redis breaker's closed path at most 1.5x a
+PING round trip, for the default store (two round trips, so out of reach) and for
+``breaker_staleness=0.05`` (one round trip).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import pybreaker
 
 from resilient import CircuitBreaker, CountWindow, TimeWindow
 
+from ._exporters import exporter_rows, exporter_targets
 from ._harness import Report, compare, compare_async, compare_paired, subtract_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,40 +242,11 @@ def _open(report: Report) -> None:
 
 
 def _instrumented(report: Report) -> None:
-    """The success path with nobody listening, with a plain subscriber, with PrometheusMetrics."""
-    from prometheus_client import CollectorRegistry
-
-    from resilient import instrumentation
-    from resilient.instrumentation.prometheus import PrometheusMetrics
-
+    """The success path with nobody listening, a plain subscriber, and each exporter setting."""
     ours = CircuitBreaker("bench-instrumented", window=CountWindow(100))(work)
     group = "circuit breaker: closed, success, instrumentation (sync)"
-    idle = compare({"bare call": work, "no subscriber": ours})
-    report.add(group, "bare call", idle["bare call"])
-    base = report.add(
-        group, "resilient CircuitBreaker, no subscriber", idle["no subscriber"], baseline=True
-    )
-    seen: list[object] = []
-    instrumentation.subscribe(seen.append)  # asks for no CallCompleted: nothing to emit
-    try:
-        report.add(group, "resilient CircuitBreaker, a plain subscriber", compare({"x": ours})["x"])
-    finally:
-        instrumentation.unsubscribe(seen.append)
-    metrics = PrometheusMetrics(registry=CollectorRegistry())
-    try:
-        exported = report.add(
-            group, "resilient CircuitBreaker, PrometheusMetrics", compare({"x": ours})["x"]
-        )
-    finally:
-        metrics.close()
-    report.target(
-        "breaker with PrometheusMetrics vs uninstrumented breaker",
-        exported,
-        base,
-        at_most=2.0,
-        strict=True,
-        peer="uninstrumented",
-    )
+    times = exporter_rows(report, group, "resilient CircuitBreaker", ours, work)
+    exporter_targets(report, "breaker", times)
 
 
 def _redis(report: Report) -> None:
@@ -284,29 +264,49 @@ def _redis(report: Report) -> None:
     with RedisServer(binary) as server:
         client = redis.Redis.from_url(server.url)
         theirs_client = redis.Redis.from_url(server.url)
+        trusting_client = redis.Redis.from_url(server.url)
         ours = CircuitBreaker("bench-shared", window=TimeWindow(30), store=RedisStore(client))
+        trusting = CircuitBreaker(
+            "bench-shared-trusting",
+            window=TimeWindow(30),
+            store=RedisStore(trusting_client, breaker_staleness=0.05),
+        )
         storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, theirs_client)
         theirs = pybreaker.CircuitBreaker(state_storage=storage)
         execute = client.execute_command
+        default_row = "resilient CircuitBreaker(store=RedisStore).call"
+        trusting_row = "resilient CircuitBreaker(store=RedisStore(breaker_staleness=0.05)).call"
         rows = compare_paired(
             {
                 "PING (one round trip)": lambda: execute("PING"),
-                "resilient CircuitBreaker(store=RedisStore).call": lambda: ours.call(work),
+                default_row: lambda: ours.call(work),
+                trusting_row: lambda: trusting.call(work),
                 "pybreaker CircuitRedisStorage .call": lambda: theirs.call(work),
             }
         )
         group = "circuit breaker shared through Redis on 127.0.0.1: closed, success"
         for name, timing in rows.items():
             report.add(group, name, timing, baseline=name.startswith("PING"))
-        ping = rows["PING (one round trip)"].median
-        pybreaker_ratio = rows["pybreaker CircuitRedisStorage .call"].median / ping
+        ping = rows["PING (one round trip)"]
+        pybreaker_ratio = rows["pybreaker CircuitRedisStorage .call"].median / ping.median
         report.target(
-            "shared Redis breaker, closed path vs a PING round trip",
-            rows["resilient CircuitBreaker(store=RedisStore).call"],
-            rows["PING (one round trip)"],
+            "shared Redis breaker, default store (two round trips: acquire, record), "
+            "closed path vs a PING round trip",
+            rows[default_row],
+            ping,
             at_most=1.5,
             peer="PING",
             detail=f"pybreaker CircuitRedisStorage: {pybreaker_ratio:.2f}x PING",
         )
+        report.target(
+            "shared Redis breaker, RedisStore(breaker_staleness=0.05) (one round trip: record), "
+            "closed path vs a PING round trip",
+            rows[trusting_row],
+            ping,
+            at_most=1.5,
+            peer="PING",
+            detail=f"default store: {rows[default_row].median / ping.median:.2f}x PING",
+        )
         client.close()
+        trusting_client.close()
         theirs_client.close()

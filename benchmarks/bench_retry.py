@@ -13,11 +13,14 @@ Every library is configured the same way: 3 attempts, retrying ``ConnectionError
   retry, not sleeping. The reference is a hand-written ``try``/``except`` that calls again.
 - Nobody listens: backoff gets ``logger=None`` and stamina no retry hooks
   (``stamina.instrumentation.set_on_retry_hooks([])``), as resilient has no subscriber.
-- With instrumentation: ``@retry`` with nobody listening, with a plain subscriber, and with
-  ``PrometheusMetrics`` subscribed.
+- With instrumentation (sync): ``@retry`` with nobody listening, with a plain subscriber, and
+  with each exporter subscribed in turn: ``PrometheusMetrics`` with its duration histogram (the
+  default) and with ``durations=False``, ``OpenTelemetryInstrumentation`` on the SDK with and
+  without durations (see ``_exporters.py``).
 
 Targets: ``@retry`` adds at most 0.05x what tenacity adds and less than backoff (sync and
-asyncio); with PrometheusMetrics, less than twice the uninstrumented call.
+asyncio); with PrometheusMetrics, less than twice the uninstrumented call, with durations on
+(the default) and, reported apart, with ``durations=False``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import tenacity
 
 import resilient
 
+from ._exporters import exporter_rows, exporter_targets
 from ._harness import Report, compare, compare_async, subtract_baseline
 
 
@@ -200,40 +204,8 @@ def _one_failure(report: Report) -> None:
 
 
 def _instrumented(report: Report) -> None:
-    """The success path with nobody listening, with a plain subscriber, with PrometheusMetrics."""
-    from prometheus_client import CollectorRegistry
-
-    from resilient import instrumentation
-    from resilient.instrumentation.prometheus import PrometheusMetrics
-
+    """The success path with nobody listening, a plain subscriber, and each exporter setting."""
     ours = resilient.retry(on=ConnectionError, attempts=3)(work)
     group = "retry, success path: instrumentation (sync)"
-    idle = compare({"bare call": work, "resilient @retry, no subscriber": ours})
-    report.add(group, "bare call", idle["bare call"])
-    base = report.add(
-        group,
-        "resilient @retry, no subscriber",
-        idle["resilient @retry, no subscriber"],
-        baseline=True,
-    )
-    seen: list[object] = []
-    instrumentation.subscribe(seen.append)  # asks for no CallCompleted: nothing to emit
-    try:
-        report.add(group, "resilient @retry, a plain subscriber", compare({"x": ours})["x"])
-    finally:
-        instrumentation.unsubscribe(seen.append)
-    metrics = PrometheusMetrics(registry=CollectorRegistry())
-    try:
-        exported = report.add(
-            group, "resilient @retry, PrometheusMetrics", compare({"x": ours})["x"]
-        )
-    finally:
-        metrics.close()
-    report.target(
-        "@retry with PrometheusMetrics vs uninstrumented @retry",
-        exported,
-        base,
-        at_most=2.0,
-        strict=True,
-        peer="uninstrumented",
-    )
+    times = exporter_rows(report, group, "resilient @retry", ours, work)
+    exporter_targets(report, "@retry", times)
