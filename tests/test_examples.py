@@ -60,6 +60,8 @@ def test_every_example_has_a_test() -> None:
         "policies_from_toml.py",
         "testing_with_fake_clock.py",
         "storm.py",  # tests/test_demo.py
+        "storm_services.py",  # the demo's services, run by tests/test_demo.py
+        "storm_timeline.py",  # the demo's PNG, written in tests/test_demo.py
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
