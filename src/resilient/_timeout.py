@@ -261,8 +261,21 @@ class Timeout(Policy):
             HUB.emit(DeadlineExceededEvent(self.kind, name or self.name or "timeout", seconds))
 
     def __enter__(self) -> Deadline:
-        entry, _ = self._push(None)
-        entry.outer = _current.get()
+        outer = _current.get()
+        seconds = self.seconds
+        if outer is None and self._clock is _SYSTEM and seconds > 0.0:
+            # The common case, inlined (the steps of `_push`): the system clock, no deadline
+            # in scope yet.
+            entry = _new_scope(_Scope)
+            entry.at = _monotonic() + seconds
+            entry.clock = _SYSTEM
+            entry.timeout = seconds
+            entry.fired = False
+            entry.scope = None
+            entry.handle = None
+        else:
+            entry = self._push(None)[0]
+        entry.outer = outer
         entry.closed = False
         _sync_entries.push(self, entry, caller_frame(1))
         _current.set(entry)
