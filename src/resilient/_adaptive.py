@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TypeVar
 
 from typing_extensions import ParamSpec, Self

@@ -31,13 +31,14 @@ touch the ContextVar.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["ScopeStack", "caller_frame"]
+__all__ = ["BELOW", "DATA", "OWNER", "ScopeStack", "caller_frame"]
 
 caller_frame = sys._getframe
 
@@ -46,21 +47,24 @@ caller_frame = sys._getframe
 # [owner, data, frame, the previous entry made from its frame, the previous entry on its
 # context's stack, closed].
 _OWNER, _DATA, _FRAME, _BELOW, _PREV, _CLOSED = range(6)
+# For policies that inline the common case of `ScopeStack.record` / `ScopeStack.pop` (see
+# `resilient._timeout`): the positions they read.
+OWNER, DATA, BELOW = _OWNER, _DATA, _BELOW
 
 
 class ScopeStack(Generic[T]):
     """The open blocks of one kind of policy: per context, per frame and per owner."""
 
-    __slots__ = ("_frames", "_open", "_var")
+    __slots__ = ("_var", "frames", "open_entries")
 
     def __init__(self, name: str) -> None:
         self._var: ContextVar[list[Any] | None] = ContextVar(name, default=None)
         # id(entry) -> entry, for every open entry, oldest first. An open entry is here and
         # holds itself alive, so its id is not reused while it is open.
-        self._open: dict[int, list[Any]] = {}
+        self.open_entries: dict[int, list[Any]] = {}
         # frame -> the newest entry made from it that may be open (an index: it may hold
         # closed entries, which every reader skips).
-        self._frames: dict[FrameType, list[Any]] = {}
+        self.frames: dict[FrameType, list[Any]] = {}
 
     def push(self, owner: object, data: T, frame: FrameType | None) -> None:
         """Record that ``owner``'s block was entered from ``frame``, with what its exit needs.
@@ -77,26 +81,45 @@ class ScopeStack(Generic[T]):
         if frame is None:
             entry = [owner, data, None, None, top, False]
         else:
-            frames = self._frames
+            frames = self.frames
             entry = [owner, data, frame, frames.get(frame), top, False]
             frames[frame] = entry
-        self._open[id(entry)] = entry
+        self.open_entries[id(entry)] = entry
         var.set(entry)
 
-    def pop(self, owner: object, frame: FrameType | None) -> T:
+    def record(self, owner: object, data: T, frame: FrameType) -> None:
+        """Like `push`, for an owner that keeps a stack of this context's entries itself.
+
+        The entry is not put on this context's stack; the matching `pop` is given the owner's
+        own stack (``context``) for its second rule.
+        """
+        frames = self.frames
+        entry = [owner, data, frame, frames.get(frame), None, False]
+        frames[frame] = entry
+        self.open_entries[id(entry)] = entry
+
+    def pop(
+        self,
+        owner: object,
+        frame: FrameType | None,
+        context: Callable[[], Iterable[T]] | None = None,
+    ) -> T:
         """Claim ``owner``'s entry for an exit run from ``frame`` and return its data.
+
+        ``context`` gives the data of the entries on this context's stack, innermost first,
+        for entries made with `record`.
 
         Raises:
             RuntimeError: ``owner`` has no open block at all (more exits than entries).
         """
-        frames = self._frames
+        frames = self.frames
         entry = frames.get(frame)  # type: ignore[arg-type]
         if (
             entry is None
             or entry[_OWNER] is not owner
-            or self._open.pop(id(entry), None) is None  # claimed elsewhere meanwhile
+            or self.open_entries.pop(id(entry), None) is None  # claimed elsewhere meanwhile
         ):
-            entry = self._claim(owner, frame)
+            entry = self._claim(owner, frame, context)
         elif entry[_BELOW] is None:  # the common case: the frame's only entry
             entry[_FRAME] = None
             frames.pop(frame, None)  # type: ignore[arg-type]
@@ -113,7 +136,7 @@ class ScopeStack(Generic[T]):
         if frame is None:
             return
         entry[_FRAME] = None
-        frames = self._frames
+        frames = self.frames
         if frames.get(frame) is entry:
             below = entry[_BELOW]
             while below is not None and below[_CLOSED]:
@@ -123,11 +146,16 @@ class ScopeStack(Generic[T]):
             else:
                 frames[frame] = below
 
-    def _claim(self, owner: object, frame: FrameType | None) -> list[Any]:
+    def _claim(
+        self,
+        owner: object,
+        frame: FrameType | None,
+        context: Callable[[], Iterable[T]] | None,
+    ) -> list[Any]:
         """The entry an exit claims when the newest one of its frame is not it (see the module)."""
-        claim = self._open.pop
+        claim = self.open_entries.pop
         if frame is not None:  # 1. the innermost open entry of the owner made from this frame
-            candidate = self._frames.get(frame)
+            candidate = self.frames.get(frame)
             while candidate is not None:
                 if (
                     candidate[_OWNER] is owner
@@ -137,7 +165,17 @@ class ScopeStack(Generic[T]):
                     self._unindex(candidate)
                     return candidate
                 candidate = candidate[_BELOW]
-        candidate = self._var.get()  # 2. the innermost one on this context's stack
+        if context is not None:  # 2. the innermost one on this context's stack
+            for data in context():
+                for candidate in list(self.open_entries.values()):
+                    if (
+                        candidate[_DATA] is data
+                        and candidate[_OWNER] is owner
+                        and claim(id(candidate), None) is not None
+                    ):
+                        self._unindex(candidate)
+                        return candidate
+        candidate = self._var.get()
         while candidate is not None:
             if (
                 candidate[_OWNER] is owner
@@ -147,7 +185,7 @@ class ScopeStack(Generic[T]):
                 self._unindex(candidate)
                 return candidate
             candidate = candidate[_PREV]
-        for candidate in list(self._open.values()):  # 3. the oldest one anywhere
+        for candidate in list(self.open_entries.values()):  # 3. the oldest one anywhere
             if candidate[_OWNER] is owner and claim(id(candidate), None) is not None:
                 self._unindex(candidate)
                 return candidate

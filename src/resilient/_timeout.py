@@ -40,7 +40,7 @@ import sys
 import time
 from asyncio import CancelledError, current_task
 from asyncio import _get_running_loop as _running_loop
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
@@ -54,7 +54,7 @@ from ._deadline import Deadline, _current
 from ._errors import DeadlineExceeded
 from ._events import HUB, DeadlineExceededEvent
 from ._policy import Policy
-from ._scopes import ScopeStack, caller_frame
+from ._scopes import BELOW, DATA, OWNER, ScopeStack, caller_frame
 
 __all__ = ["Timeout", "timeout"]
 
@@ -277,7 +277,11 @@ class Timeout(Policy):
             entry = self._push(None)[0]
         entry.outer = outer
         entry.closed = False
-        _sync_entries.push(self, entry, caller_frame(1))
+        # `_sync_entries.record(self, entry, frame)`, inlined (this is the hot path).
+        frame = caller_frame(1)
+        record = [self, entry, frame, _sync_frames.get(frame), None, False]
+        _sync_frames[frame] = record
+        _sync_open[id(record)] = record
         _current.set(entry)
         return entry
 
@@ -290,7 +294,19 @@ class Timeout(Policy):
         # The exit may run in another context than the entry (a generator resumed elsewhere,
         # another worker thread): find this block's own entry, close it, and if its deadline
         # is the one in scope here, restore the nearest enclosing one still open.
-        entry = _sync_entries.pop(self, caller_frame(1))
+        frame = caller_frame(1)
+        record = _sync_frames.get(frame)
+        if (
+            record is not None
+            and record[OWNER] is self
+            and record[BELOW] is None
+            and _sync_open.pop(id(record), None) is not None
+        ):
+            # The common case of `_sync_entries.pop`, inlined: the frame's only entry.
+            _sync_frames.pop(frame, None)
+            entry = record[DATA]  # the record is referenced nowhere else now: no need to close it
+        else:
+            entry = _sync_entries.pop(self, frame, _open_deadlines)
         entry.closed = True
         if _current.get() is entry:
             outer = entry.outer
@@ -460,6 +476,16 @@ _SYSTEM: Clock = check_clock(None)
 
 # Open sync ``with timeout(...)`` blocks.
 _sync_entries: ScopeStack[_Scope] = ScopeStack("resilient.timeout")
+_sync_frames = _sync_entries.frames
+_sync_open = _sync_entries.open_entries
+
+
+def _open_deadlines() -> Iterator[Deadline]:
+    """The sync timeout entries of this context, innermost first (the ``outer`` chain)."""
+    deadline = _current.get()
+    while deadline is not None:
+        yield deadline
+        deadline = getattr(deadline, "outer", None)
 
 
 def _name_of(fn: object) -> str:
