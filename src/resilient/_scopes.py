@@ -102,7 +102,7 @@ class ScopeStack(Generic[T]):
         self,
         owner: object,
         frame: FrameType | None,
-        context: Callable[[], Iterable[T]] | None = None,
+        context: Callable[[], Iterable[object]] | None = None,
     ) -> T:
         """Claim ``owner``'s entry for an exit run from ``frame`` and return its data.
 
@@ -150,7 +150,7 @@ class ScopeStack(Generic[T]):
         self,
         owner: object,
         frame: FrameType | None,
-        context: Callable[[], Iterable[T]] | None,
+        context: Callable[[], Iterable[object]] | None,
     ) -> list[Any]:
         """The entry an exit claims when the newest one of its frame is not it (see the module)."""
         claim = self.open_entries.pop

@@ -304,7 +304,8 @@ class Timeout(Policy):
         ):
             # The common case of `_sync_entries.pop`, inlined: the frame's only entry.
             _sync_frames.pop(frame, None)
-            entry = record[DATA]  # the record is referenced nowhere else now: no need to close it
+            # The record is referenced nowhere else now: no need to close it.
+            entry: _Scope = record[DATA]
         else:
             entry = _sync_entries.pop(self, frame, _open_deadlines)
         entry.closed = True
