@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
@@ -325,3 +325,33 @@ async def test_a_deadline_passing_in_a_shielded_scope_on_a_fake_clock_waits_for_
     with pytest.raises(DeadlineExceeded):
         await body()
     assert steps == ["shielded work done"]
+
+
+async def test_async_timeouts_exited_out_of_order_each_close_their_own(
+    anyio_backend: str,
+) -> None:
+    # Two async generators interleaved in one task, each holding a timeout: the first one
+    # to finish leaves the other one's deadline in scope, and arms no timer that outlives it.
+    async def hold(seconds: float) -> AsyncIterator[None]:
+        async with timeout(seconds):
+            yield
+
+    first, second = hold(200.0), hold(100.0)
+    await first.__anext__()
+    await second.__anext__()
+    if anyio_backend == "trio":
+        # On trio, cancel scopes must nest: leaving one out of order is trio's own error.
+        with pytest.raises(RuntimeError, match="Cancel scope stack corrupted"):
+            await first.__anext__()
+        await second.aclose()
+        return
+    with pytest.raises(StopAsyncIteration):
+        await first.__anext__()  # the outer block exits while the inner one is open
+    left = remaining()
+    assert left is not None
+    assert 99.0 < left <= 100.0  # the open block's deadline
+    with pytest.raises(StopAsyncIteration):
+        await second.__anext__()
+    assert current_deadline() is None
+    with anyio.fail_after(5):
+        await anyio.sleep(0.05)  # neither block's timer cancels the task later

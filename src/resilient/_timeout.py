@@ -42,7 +42,7 @@ from asyncio import CancelledError, current_task
 from asyncio import _get_running_loop as _running_loop
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextvars import Token
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 from weakref import ref as _ref
 
@@ -73,8 +73,10 @@ class _Scope(Deadline):
         "closed",
         "done",
         "fired",
+        "frame",
         "handle",
         "outer",
+        "owner",
         "scope",
         "soon",
         "task",
@@ -86,8 +88,10 @@ class _Scope(Deadline):
     closed: bool
     done: bool
     fired: bool
+    frame: FrameType | None
     handle: Any
     outer: Deadline | None
+    owner: Timeout
     scope: anyio.CancelScope | None
     soon: Callable[..., Any]
     task: Any
@@ -254,6 +258,10 @@ class Timeout(Policy):
         entry.fired = False
         entry.scope = None
         entry.handle = None
+        entry.owner = self
+        entry.frame = None
+        entry.outer = outer
+        entry.closed = False
         return entry, left
 
     def _exceeded(self, name: str | None, seconds: float | None) -> None:
@@ -273,10 +281,12 @@ class Timeout(Policy):
             entry.fired = False
             entry.scope = None
             entry.handle = None
+            entry.owner = self
+            entry.frame = None
+            entry.outer = None
+            entry.closed = False
         else:
             entry = self._push(None)[0]
-        entry.outer = outer
-        entry.closed = False
         # `_sync_entries.record(self, entry, frame)`, inlined (this is the hot path).
         frame = caller_frame(1)
         record = [self, entry, frame, _sync_frames.get(frame), None, False]
@@ -308,15 +318,11 @@ class Timeout(Policy):
             entry: _Scope = record[DATA]
         else:
             entry = _sync_entries.pop(self, frame, _open_deadlines)
-        entry.closed = True
-        if _current.get() is entry:
-            outer = entry.outer
-            while outer is not None and getattr(outer, "closed", False):
-                outer = outer.outer  # type: ignore[attr-defined]
-            _current.set(outer)
+        _leave(entry)
 
-    def _enter_async(self, name: str | None) -> _Scope:
+    def _enter_async(self, name: str | None, frame: FrameType | None = None) -> _Scope:
         entry, left = self._push(name)
+        entry.frame = frame
         real = type(entry.clock) is SystemClock
         loop = _running_loop()
         if loop is not None and _UNCANCEL:
@@ -337,7 +343,7 @@ class Timeout(Policy):
             if not real:
                 entry.soon = _call_soon()
                 entry.handle = entry.soon(_poll_scope, entry)
-        entry.token = _current.set(entry)
+        _current.set(entry)
         return entry
 
     def _exit_async(
@@ -348,7 +354,7 @@ class Timeout(Policy):
         tb: TracebackType | None,
         name: str | None,
     ) -> bool:
-        _current.reset(entry.token)
+        _leave(entry)
         scope = entry.scope
         if scope is None:  # asyncio, Task.uncancel() available
             if not entry.fired:
@@ -368,18 +374,22 @@ class Timeout(Policy):
     async def __aenter__(self) -> Deadline:
         loop = _running_loop()
         if loop is None or not _UNCANCEL or self._clock is not _SYSTEM or _current.get():
-            return self._enter_async(None)
+            return self._enter_async(None, caller_frame(1))
         # The common case, inlined (it is the hot path): asyncio, the system clock, no
         # deadline in scope yet. The same steps as `_push` and `_enter_async`.
         seconds = self.seconds
         if seconds <= 0.0:
-            return self._enter_async(None)
+            return self._enter_async(None, caller_frame(1))
         entry = _new_scope(_Scope)
         entry.at = _monotonic() + seconds
         entry.clock = _SYSTEM
         entry.timeout = seconds
         entry.fired = False
         entry.scope = None
+        entry.owner = self
+        entry.frame = caller_frame(1)
+        entry.outer = None
+        entry.closed = False
         task: Any = current_task(loop)
         entry.task = task
         entry.cancelling = task.cancelling()
@@ -390,7 +400,7 @@ class Timeout(Policy):
             state = backend._task_states.data.get(_ref(task))
             entry.anyio_scope = None if state is None else state.cancel_scope
         entry.handle = loop.call_at(loop.time() + seconds, _fire_task, entry)
-        entry.token = _current.set(entry)
+        _current.set(entry)
         return entry
 
     async def __aexit__(
@@ -399,10 +409,24 @@ class Timeout(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        # This block's entry: the innermost deadline when blocks exit in order, else found
+        # on this context's chain of deadlines (an exit out of order: interleaved generators).
+        frame = caller_frame(1)
         entry: Any = _current.get()
+        if (
+            entry is None
+            or entry.__class__ is not _Scope
+            or entry.frame is not frame
+            or entry.owner is not self
+        ):
+            return self._exit_async(_own_entry(self, frame), exc_type, exc, tb, None)
         if entry.handle is not None and entry.scope is None and not entry.fired:
             # The common case on asyncio: finished in time. Kept inline, it is the hot path.
-            _current.reset(entry.token)
+            entry.closed = True
+            outer = entry.outer
+            if outer is not None and getattr(outer, "closed", False):
+                outer = _open_outer(outer)
+            _current.set(outer)
             entry.handle.cancel()
             return False
         return self._exit_async(entry, exc_type, exc, tb, None)
@@ -479,6 +503,45 @@ _SYSTEM: Clock = check_clock(None)
 _sync_entries: ScopeStack[_Scope] = ScopeStack("resilient.timeout")
 _sync_frames = _sync_entries.frames
 _sync_open = _sync_entries.open_entries
+
+
+def _leave(entry: _Scope) -> None:
+    """Close ``entry``; if it is the deadline in scope, the nearest enclosing open one is."""
+    entry.closed = True
+    if _current.get() is entry:
+        outer = entry.outer
+        _current.set(
+            outer if outer is None or not getattr(outer, "closed", False) else _open_outer(outer)
+        )
+
+
+def _open_outer(deadline: Deadline | None) -> Deadline | None:
+    """``deadline``, or the nearest enclosing deadline of it still open."""
+    while deadline is not None and getattr(deadline, "closed", False):
+        deadline = deadline.outer  # type: ignore[attr-defined]
+    return deadline
+
+
+def _own_entry(owner: Timeout, frame: FrameType) -> _Scope:
+    """The open entry of an ``async with owner`` block run from ``frame``, in this context.
+
+    The innermost one made from ``frame``, else the innermost one of ``owner`` (a block entered
+    and exited through a helper such as `contextlib.AsyncExitStack`, whose frames differ).
+
+    Raises:
+        RuntimeError: there is none on this context's chain of deadlines (an exit in another
+            task than its entry, or more exits than entries).
+    """
+    fallback = None
+    for deadline in _open_deadlines():
+        if deadline.__class__ is _Scope and not deadline.closed and deadline.owner is owner:
+            if deadline.frame is frame:
+                return deadline
+            if fallback is None:
+                fallback = deadline
+    if fallback is None:
+        raise RuntimeError(f"{owner!r} exited without a matching enter in this task")
+    return fallback
 
 
 def _open_deadlines() -> Iterator[Deadline]:
