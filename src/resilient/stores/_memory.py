@@ -314,7 +314,7 @@ class _GCRA(_Binding):
                                 capacity,
                                 (tolerance - backlog) // interval,
                                 0.0,
-                                backlog / micros,
+                                backlog / micros if system else honest_wait(reading, now, backlog),
                             ),
                         )
                 finally:
@@ -344,7 +344,7 @@ class _GCRA(_Binding):
                                 capacity,
                                 (tolerance - backlog) // interval,
                                 0.0,
-                                backlog / micros,
+                                backlog / micros if system else honest_wait(reading, now, backlog),
                             ),
                         )
                 finally:
@@ -363,7 +363,7 @@ class _GCRA(_Binding):
                     capacity,
                     (tolerance - backlog) // interval if backlog <= tolerance else 0,
                     retry_after,
-                    backlog / micros,
+                    backlog / micros if system else honest_wait(reading, now, backlog),
                 ),
             )
 
@@ -460,6 +460,10 @@ class _SlidingCounter(_Binding):
                 else:
                     entry[0] = now + reset_after
                     entry[1], entry[2], entry[3] = new
+        # `honest_wait(reading, now, reset_after)`, its common case inlined.
+        reset = reset_after / TICKS_PER_SECOND
+        if round((reading + reset) * TICKS_PER_SECOND) < now + reset_after:
+            reset = honest_wait(reading, now, reset_after)
         return _new(
             Decision,
             (
@@ -467,7 +471,7 @@ class _SlidingCounter(_Binding):
                 self._limit,
                 remaining,
                 honest_wait(reading, now, retry_after) if retry_after else 0.0,
-                reset_after / TICKS_PER_SECOND,
+                reset,
             ),
         )
 
@@ -526,9 +530,8 @@ class _SlidingLog(_Binding):
                     store._insert(composite, [now + window, log])  # type: ignore[arg-type]
                 else:
                     entry[0] = now + window
-                return _new(
-                    Decision, (True, limit, limit - count - cost, 0.0, window / TICKS_PER_SECOND)
-                )
+                reset = honest_wait(reading, now, window)
+                return _new(Decision, (True, limit, limit - count - cost, 0.0, reset))
             # The (limit - cost + 1)-th newest timestamp must leave the window first.
             retry_after = log[count - 1 - (limit - cost)] + window - now
             reset_after = log[-1] + window - now
@@ -539,7 +542,7 @@ class _SlidingLog(_Binding):
                 limit,
                 limit - count,
                 honest_wait(reading, now, retry_after),
-                reset_after / TICKS_PER_SECOND,
+                honest_wait(reading, now, reset_after),
             ),
         )
 
