@@ -355,3 +355,67 @@ async def test_async_timeouts_exited_out_of_order_each_close_their_own(
     assert current_deadline() is None
     with anyio.fail_after(5):
         await anyio.sleep(0.05)  # neither block's timer cancels the task later
+
+
+async def test_concurrent_timeouts_fire_each_at_its_own_deadline() -> None:
+    # On asyncio the timeouts of one loop share one timer: a shorter one entered after longer
+    # ones still fires first, and each fires once, in deadline order.
+    fired: list[float] = []
+
+    async def hold(seconds: float) -> None:
+        with pytest.raises(DeadlineExceeded):
+            async with timeout(seconds):
+                await anyio.sleep(10)
+        fired.append(seconds)
+
+    async with anyio.create_task_group() as group:
+        for seconds in (0.6, 0.4, 0.05, 0.2):
+            group.start_soon(hold, seconds)
+    assert fired == [0.05, 0.2, 0.4, 0.6]
+
+
+async def test_many_blocks_exiting_in_any_order_leave_later_timeouts_working() -> None:
+    # Tasks leave their blocks before the deadlines, in an order other than the deadlines':
+    # a block entered afterwards still fires, and no exited block's timer cancels anything.
+    count = 300
+    events = [anyio.Event() for _ in range(count)]
+    finished = []
+
+    async def hold(index: int) -> None:
+        async with timeout(50.0 + (index * 37) % count):
+            await events[index].wait()
+        finished.append(index)
+
+    async with anyio.create_task_group() as group:
+        for index in range(count):
+            group.start_soon(hold, index)
+        await anyio.sleep(0.01)
+        for index in sorted(range(count), key=lambda i: (i * 91) % count):
+            events[index].set()
+            await anyio.sleep(0)
+    assert sorted(finished) == list(range(count))
+    with pytest.raises(DeadlineExceeded):
+        async with timeout(0.05):
+            await anyio.sleep(10)
+    async with timeout(0.05):
+        pass
+    with anyio.fail_after(5):
+        await anyio.sleep(0.1)  # no timer of an exited block cancels the task
+
+
+def test_the_shared_timers_keep_no_event_loop_alive() -> None:
+    import asyncio
+    import gc
+    import weakref
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with timeout(30.0):  # arms the loop's shared timer, left pending at the end
+            await asyncio.sleep(0)
+
+    for _ in range(3):
+        asyncio.run(main())
+    gc.collect()
+    assert [loop() for loop in loops] == [None, None, None]

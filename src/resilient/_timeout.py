@@ -35,6 +35,7 @@ records the anyio scope the task is in (read from anyio's task states).
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -42,8 +43,10 @@ from asyncio import CancelledError, current_task
 from asyncio import _get_running_loop as _running_loop
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextvars import Token
+from heapq import heapify, heappop, heappush
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 from weakref import ref as _ref
 
 import anyio
@@ -122,6 +125,104 @@ def _fire_task(entry: _Scope) -> None:
 
 # How often a deadline that passed inside a shielded scope looks again (asyncio).
 _SHIELD_RECHECK = 0.001
+
+
+class _Timers:
+    """The deadlines of one asyncio event loop's timeouts, behind one ``loop.call_at`` handle.
+
+    A timeout entered on asyncio does not schedule a timer of its own: its deadline goes on
+    this heap, as an item ``[when, seq, entry, timers]`` (``when`` on the loop's clock, ``seq``
+    breaking ties), and one timer is armed for the earliest. An exit clears its item's entry
+    (and pops it when it is the earliest); when the timer fires, every due entry is fired and
+    the timer is armed again for the earliest one left. Cleared items are dropped when they
+    reach the top, or all at once when they outnumber the open ones.
+    """
+
+    __slots__ = ("armed", "handle", "heap", "loop", "stale")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = _ref(loop)  # weak: the loop is the key of these timers in `_all_timers`
+        self.heap: list[list[Any]] = []
+        self.armed = math.inf  # when the timer is armed for (inf: not armed)
+        self.handle: Any = None  # a weak reference to the armed TimerHandle
+        self.stale = 0  # cleared items in the heap, below its top
+
+    def arm(self, when: float) -> None:
+        armed = self.handle() if self.handle is not None else None
+        if armed is not None:
+            armed.cancel()
+        self.armed = when
+        loop: Any = self.loop()
+        handle = loop.call_at(when, self.fire)
+        try:  # held weakly: a handle holds its loop, which must not outlive its tasks for this
+            self.handle = _ref(handle)
+        except TypeError:  # a handle without weak references
+            self.handle = lambda: handle
+
+    def fire(self) -> None:
+        loop: Any = self.loop()
+        due = max(self.armed, loop.time())  # the loop ran it: everything until then is due
+        self.handle = None
+        self.armed = math.inf
+        heap = self.heap
+        while heap and heap[0][0] <= due:
+            entry = heappop(heap)[2]
+            if entry is None:
+                self.stale -= 1
+            else:
+                _fire_task(entry)
+        self.drop_cleared()
+        if heap:
+            self.arm(heap[0][0])
+
+    def drop_cleared(self) -> None:
+        heap = self.heap
+        while heap and heap[0][2] is None:
+            heappop(heap)
+            self.stale -= 1
+
+    def clear(self, item: list[Any]) -> None:
+        """An entry has exited before its deadline: its item no longer fires."""
+        item[2] = None
+        heap = self.heap
+        if heap and heap[0] is item:
+            heappop(heap)
+            self.drop_cleared()
+        else:
+            self.stale += 1
+            if self.stale > 64 and self.stale * 2 > len(heap):
+                heap[:] = [kept for kept in heap if kept[2] is not None]
+                heapify(heap)
+                self.stale = 0
+
+
+def _timers_of(loop: Any) -> _Timers | None:
+    """The shared timers of ``loop`` (made on first use); None if it has no weak references."""
+    global _last_timers
+    try:
+        timers = _all_timers.get(loop)
+        if timers is None:
+            timers = _all_timers[loop] = _Timers(loop)
+    except TypeError:  # not weakly referenceable
+        return None
+    _last_timers = timers
+    return timers
+
+
+_all_timers: WeakKeyDictionary[Any, _Timers] = WeakKeyDictionary()
+# The timers used last (their loop is checked before use: threads may run other loops).
+_last_timers: _Timers | None = None
+_sequence = itertools.count()
+
+
+def _cancel(entry: _Scope) -> None:
+    """Stop ``entry``'s timer: its item on the shared timers, or a handle of its own."""
+    handle = entry.handle
+    if handle.__class__ is list:
+        handle[3].clear(handle)
+    else:
+        handle.cancel()
+
 
 _ANYIO_ASYNCIO = "anyio._backends._asyncio"
 
@@ -358,7 +459,7 @@ class Timeout(Policy):
         scope = entry.scope
         if scope is None:  # asyncio, Task.uncancel() available
             if not entry.fired:
-                entry.handle.cancel()
+                _cancel(entry)
                 return False
             if entry.task.uncancel() <= entry.cancelling and exc_type is CancelledError:
                 self._exceeded(name, entry.timeout)
@@ -399,7 +500,19 @@ class Timeout(Policy):
         else:
             state = backend._task_states.data.get(_ref(task))
             entry.anyio_scope = None if state is None else state.cancel_scope
-        entry.handle = loop.call_at(loop.time() + seconds, _fire_task, entry)
+        # On the loop's shared timers (see `_Timers`) rather than a call_at of its own.
+        timers = _last_timers
+        if timers is None or timers.loop() is not loop:
+            timers = _timers_of(loop)
+        when = loop.time() + seconds  # type: ignore[union-attr]
+        if timers is None:  # a loop that cannot be weakly referenced: a timer of its own
+            entry.handle = loop.call_at(when, _fire_task, entry)  # type: ignore[union-attr]
+        else:
+            item = [when, next(_sequence), entry, timers]
+            heappush(timers.heap, item)
+            if when < timers.armed:
+                timers.arm(when)
+            entry.handle = item
         _current.set(entry)
         return entry
 
@@ -427,7 +540,11 @@ class Timeout(Policy):
             if outer is not None and getattr(outer, "closed", False):
                 outer = _open_outer(outer)
             _current.set(outer)
-            entry.handle.cancel()
+            handle = entry.handle
+            if handle.__class__ is list:
+                handle[3].clear(handle)
+            else:
+                handle.cancel()
             return False
         return self._exit_async(entry, exc_type, exc, tb, None)
 
