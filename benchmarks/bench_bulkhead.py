@@ -62,6 +62,11 @@ def run(report: Report) -> None:
         f"{seconds / sem:.2f}x",
     )
     report.check(
+        "bulkhead: async acquire+release <= 1.0x asyncio.Semaphore",
+        seconds <= sem,
+        f"{seconds / sem:.2f}x",
+    )
+    report.check(
         "bulkhead: >= 5x faster than anyio.CapacityLimiter",
         seconds * 5 <= cap,
         f"{cap / seconds:.1f}x",

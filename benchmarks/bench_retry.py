@@ -166,6 +166,11 @@ def _timeouts(report: Report) -> None:
         f"{subtract_baseline(mine, bare) * 1e9:.0f} ns vs "
         f"{subtract_baseline(theirs, bare) * 1e9:.0f} ns",
     )
+    report.check(
+        "async with timeout() <= 0.7x asyncio.timeout (cost over the bare await)",
+        subtract_baseline(mine, bare) <= 0.7 * subtract_baseline(theirs, bare),
+        f"{subtract_baseline(mine, bare) / max(subtract_baseline(theirs, bare), 1e-12):.2f}x",
+    )
 
     group = "async with timeout (trio)"
     report.add(group, "bare await", measure_async(awork, "trio"), baseline=True)
