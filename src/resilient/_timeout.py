@@ -165,15 +165,22 @@ class _Timers:
         self.handle = None
         self.armed = math.inf
         heap = self.heap
-        while heap and heap[0][0] <= due:
-            entry = heappop(heap)[2]
-            if entry is None:
-                self.stale -= 1
-            else:
-                _fire_task(entry)
-        self.drop_cleared()
-        if heap:
-            self.arm(heap[0][0])
+        try:
+            while heap and heap[0][0] <= due:
+                entry = heappop(heap)[2]
+                if entry is None:
+                    self.stale -= 1
+                    continue
+                try:
+                    _fire_task(entry)
+                except Exception as exc:  # reported as a callback's would be; the others fire
+                    loop.call_exception_handler(
+                        {"message": "resilient.timeout failed to cancel a task", "exception": exc}
+                    )
+        finally:
+            self.drop_cleared()
+            if heap:
+                self.arm(heap[0][0])
 
     def drop_cleared(self) -> None:
         heap = self.heap
