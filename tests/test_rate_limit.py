@@ -644,6 +644,36 @@ def test_waiting_exactly_retry_after_always_suffices(
     assert limiter.try_acquire(key), (start, denied)
 
 
+FULL = {TokenBucket: "capacity", SlidingWindow: "limit"}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    start=st.sampled_from(READINGS),
+    make=st.sampled_from(LIMITER_KINDS),
+    key=st.sampled_from(["", "user:1"]),
+    advances=st.lists(st.sampled_from([0.0, 1e-6, 0.1, 0.123457, 1.0]), max_size=6),
+    exhaust=st.booleans(),
+)
+def test_waiting_exactly_reset_after_always_brings_the_key_back_to_full(
+    start: float, make: object, key: str, advances: list[float], exhaust: bool
+) -> None:
+    clock = FakeClock(start)
+    limiter = make(clock)  # type: ignore[operator]
+    full = getattr(limiter, FULL[type(limiter)])
+    decision = limiter.try_acquire(key)
+    for advance in advances:
+        clock.advance(advance)
+        decision = limiter.try_acquire(key)
+    while exhaust and decision:
+        decision = limiter.try_acquire(key)
+    assert decision.reset_after > 0
+    clock.advance(decision.reset_after)
+    again = limiter.try_acquire(key, full)  # the whole quota at once
+    assert again, (start, decision)
+    assert again.remaining == 0
+
+
 @pytest.mark.parametrize("start", READINGS)
 async def test_acquire_sleeps_once_at_any_clock_reading(start: float) -> None:
     for make in LIMITER_KINDS:

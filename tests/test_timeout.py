@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
@@ -325,3 +325,97 @@ async def test_a_deadline_passing_in_a_shielded_scope_on_a_fake_clock_waits_for_
     with pytest.raises(DeadlineExceeded):
         await body()
     assert steps == ["shielded work done"]
+
+
+async def test_async_timeouts_exited_out_of_order_each_close_their_own(
+    anyio_backend: str,
+) -> None:
+    # Two async generators interleaved in one task, each holding a timeout: the first one
+    # to finish leaves the other one's deadline in scope, and arms no timer that outlives it.
+    async def hold(seconds: float) -> AsyncIterator[None]:
+        async with timeout(seconds):
+            yield
+
+    first, second = hold(200.0), hold(100.0)
+    await first.__anext__()
+    await second.__anext__()
+    if anyio_backend == "trio":
+        # On trio, cancel scopes must nest: leaving one out of order is trio's own error.
+        with pytest.raises(RuntimeError, match="Cancel scope stack corrupted"):
+            await first.__anext__()
+        await second.aclose()
+        return
+    with pytest.raises(StopAsyncIteration):
+        await first.__anext__()  # the outer block exits while the inner one is open
+    left = remaining()
+    assert left is not None
+    assert 99.0 < left <= 100.0  # the open block's deadline
+    with pytest.raises(StopAsyncIteration):
+        await second.__anext__()
+    assert current_deadline() is None
+    with anyio.fail_after(5):
+        await anyio.sleep(0.05)  # neither block's timer cancels the task later
+
+
+async def test_concurrent_timeouts_fire_each_at_its_own_deadline() -> None:
+    # On asyncio the timeouts of one loop share one timer: a shorter one entered after longer
+    # ones still fires first, and each fires once, in deadline order.
+    fired: list[float] = []
+
+    async def hold(seconds: float) -> None:
+        with pytest.raises(DeadlineExceeded):
+            async with timeout(seconds):
+                await anyio.sleep(10)
+        fired.append(seconds)
+
+    async with anyio.create_task_group() as group:
+        for seconds in (0.6, 0.4, 0.05, 0.2):
+            group.start_soon(hold, seconds)
+    assert fired == [0.05, 0.2, 0.4, 0.6]
+
+
+async def test_many_blocks_exiting_in_any_order_leave_later_timeouts_working() -> None:
+    # Tasks leave their blocks before the deadlines, in an order other than the deadlines':
+    # a block entered afterwards still fires, and no exited block's timer cancels anything.
+    count = 300
+    events = [anyio.Event() for _ in range(count)]
+    finished = []
+
+    async def hold(index: int) -> None:
+        async with timeout(50.0 + (index * 37) % count):
+            await events[index].wait()
+        finished.append(index)
+
+    async with anyio.create_task_group() as group:
+        for index in range(count):
+            group.start_soon(hold, index)
+        await anyio.sleep(0.01)
+        for index in sorted(range(count), key=lambda i: (i * 91) % count):
+            events[index].set()
+            await anyio.sleep(0)
+    assert sorted(finished) == list(range(count))
+    with pytest.raises(DeadlineExceeded):
+        async with timeout(0.05):
+            await anyio.sleep(10)
+    async with timeout(0.05):
+        pass
+    with anyio.fail_after(5):
+        await anyio.sleep(0.1)  # no timer of an exited block cancels the task
+
+
+def test_the_shared_timers_keep_no_event_loop_alive() -> None:
+    import asyncio
+    import gc
+    import weakref
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        async with timeout(30.0):  # arms the loop's shared timer, left pending at the end
+            await asyncio.sleep(0)
+
+    for _ in range(3):
+        asyncio.run(main())
+    gc.collect()
+    assert [loop() for loop in loops] == [None, None, None]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TypeVar
 
 from typing_extensions import ParamSpec, Self
@@ -216,7 +216,9 @@ class AdaptiveBulkhead(Bulkhead):
         else:
             return  # cancelled for another reason, or interrupted: says nothing
         rtt = self._monotonic() - start
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: cheaper, and this runs after every call
+        try:
             estimate = self._algorithm.update(self._estimate, rtt, inflight, dropped)
             estimate = min(float(self._maximum), max(float(self._minimum), estimate))
             self._estimate = estimate
@@ -228,6 +230,8 @@ class AdaptiveBulkhead(Bulkhead):
             # apply their limits in the order they computed them.
             self._limit = new
             woken = self._grant()
+        finally:
+            lock.release()
         self._wake(woken)
         if HUB.active:
             HUB.emit(LimitChanged(self.kind, self.name, old, new))
@@ -274,17 +278,9 @@ class AdaptiveBulkhead(Bulkhead):
         self._sample(start, inflight, None)
         return result
 
-    def _entered(self, frame: FrameType | None) -> None:
-        _starts.push(self, (self._monotonic(), self.in_use), frame)
-
-    def _exited(self, exc: BaseException | None, frame: FrameType | None) -> None:
-        start, inflight = _starts.pop(self, frame)
-        self._release()
-        self._sample(start, inflight, exc)
-
     def __enter__(self) -> Self:
         self._acquire()
-        self._entered(caller_frame(1))
+        _starts.push(self, (self._monotonic(), self.in_use), caller_frame(1))
         return self
 
     def __exit__(
@@ -293,12 +289,14 @@ class AdaptiveBulkhead(Bulkhead):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._exited(exc, caller_frame(1))
+        start, inflight = _starts.pop(self, caller_frame(1))
+        self._release()
+        self._sample(start, inflight, exc)
 
     async def __aenter__(self) -> Self:
         frame = caller_frame(1)
         await self._aacquire()
-        self._entered(frame)
+        _starts.push(self, (self._monotonic(), self.in_use), frame)
         return self
 
     async def __aexit__(
@@ -307,4 +305,6 @@ class AdaptiveBulkhead(Bulkhead):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._exited(exc, caller_frame(1))
+        start, inflight = _starts.pop(self, caller_frame(1))
+        self._release()
+        self._sample(start, inflight, exc)

@@ -701,7 +701,7 @@ class _MemoryBackend:
 
 
 # Open ``with breaker:`` blocks: (permit, start time).
-_entries: ScopeStack[tuple[_Permit, float]] = ScopeStack("resilient.circuit_breaker")
+_entries: ScopeStack[tuple[_Permit, float | None]] = ScopeStack("resilient.circuit_breaker")
 
 
 def _check_rate(value: float | None, argument: str, optional: bool = True) -> float | None:
@@ -1211,15 +1211,33 @@ class CircuitBreaker(Policy):
     # -- context managers ----------------------------------------------------------------------
 
     def _enter(self, frame: FrameType | None) -> Self:
-        start = self._monotonic()
-        permit = self._backend.acquire(start)
-        if permit.rejected:
-            raise self._reject(permit)  # type: ignore[arg-type]
-        _entries.push(self, (permit, start), frame)  # type: ignore[arg-type]
+        backend = self._backend
+        permit: Any = backend.closed
+        if permit is None or self._timed:
+            start: float | None = self._monotonic()
+            if permit is None:
+                permit = backend.acquire(start)  # type: ignore[arg-type]
+                if permit.rejected:
+                    raise self._reject(permit)
+        else:
+            start = None  # a closed count window without slow calls needs no clock
+        _entries.push(self, (permit, start), frame)
         return self
 
     def __enter__(self) -> Self:
-        return self._enter(caller_frame(1))
+        # The steps of `_enter`, inlined: this is the hot path of ``with breaker:``.
+        backend = self._backend
+        permit: Any = backend.closed
+        if permit is None or self._timed:
+            start: float | None = self._monotonic()
+            if permit is None:
+                permit = backend.acquire(start)  # type: ignore[arg-type]
+                if permit.rejected:
+                    raise self._reject(permit)
+        else:
+            start = None  # a closed count window without slow calls needs no clock
+        _entries.push(self, (permit, start), caller_frame(1))
+        return self
 
     def __exit__(
         self,
@@ -1228,6 +1246,13 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         permit, start = _entries.pop(self, caller_frame(1))
+        if exc is None:  # the success path, kept inline: `_settle` of a success
+            if self._timed and start is not None:
+                end = self._monotonic()
+                self._backend.record(permit, SUCCESS, end - start, end)
+            else:
+                self._backend.record(permit, SUCCESS, 0.0, None)
+            return
         self._settle(permit, start, self._judge(exc))
 
     async def __aenter__(self) -> Self:
@@ -1253,7 +1278,7 @@ class CircuitBreaker(Policy):
         if remote is None:
             self._settle(permit, start, self._judge(exc))
             return
-        await self._asettle(remote, permit, start, self._judge(exc))
+        await self._asettle(remote, permit, start, self._judge(exc))  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         if self._remote is not None:  # no I/O in a repr

@@ -136,9 +136,23 @@ read_now(GCRAObject *self, long long *now, double *seconds_out)
 
 /* -- decisions ------------------------------------------------------------------------ */
 
+/* `honest_wait(reading, now, ticks)` of resilient/_rate_limit.py: ticks / TICKS_PER_SECOND
+ * when waiting that long from `reading` is enough (the common case, decided here with the same
+ * doubles), else the Python function's answer. */
+static PyObject *
+honest_seconds(GCRAObject *self, double reading, long long now, long long ticks)
+{
+    double wait = (double)ticks / (double)TICKS_PER_SECOND;
+    double reached = nearbyint((reading + wait) * (double)TICKS_PER_SECOND); /* half to even */
+    if (reached >= 9.2e18 || (reached > -9.2e18 && (long long)reached >= now + ticks)) {
+        return PyFloat_FromDouble(wait);
+    }
+    return PyObject_CallFunction(self->honest_wait, "dLL", reading, now, ticks);
+}
+
 static PyObject *
 make_decision(GCRAObject *self, int allowed, long long remaining, long long retry_after,
-              long long reset_after, PyObject *retry_seconds)
+              long long reset_after, PyObject *retry_seconds, double reading, long long now)
 {
     /* What tuple.__new__(Decision, items) does, without building the items tuple first. */
     PyObject *decision = self->decision->tp_alloc(self->decision, 5);
@@ -175,7 +189,13 @@ make_decision(GCRAObject *self, int allowed, long long remaining, long long retr
         }
     }
     PyTuple_SET_ITEM(decision, 3, item);
-    item = PyFloat_FromDouble((double)reset_after / (double)TICKS_PER_SECOND);
+    if (self->monotonic != Py_None) {
+        /* Rounded as retry_after is: waiting exactly that long on the clock is enough. */
+        item = honest_seconds(self, reading, now, reset_after);
+    }
+    else {
+        item = PyFloat_FromDouble((double)reset_after / (double)TICKS_PER_SECOND);
+    }
     if (item == NULL) {
         goto error;
     }
@@ -415,7 +435,7 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
     if (allowed) {
         long long backlog = new_tat - now;
         return make_decision(self, 1, (self->tolerance - backlog) / self->interval, 0, backlog,
-                             NULL);
+                             NULL, reading, now);
     }
     long long backlog = tat - now;
     long long retry_after = new_tat - self->tolerance - now;
@@ -462,7 +482,8 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
             Py_DECREF(done);
         }
     }
-    PyObject *decision = make_decision(self, 0, remaining, retry_after, backlog, seconds);
+    PyObject *decision =
+        make_decision(self, 0, remaining, retry_after, backlog, seconds, reading, now);
     Py_XDECREF(seconds);
     return decision;
 }

@@ -35,15 +35,18 @@ records the anyio scope the task is in (read from anyio's task states).
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
 from asyncio import CancelledError, current_task
 from asyncio import _get_running_loop as _running_loop
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextvars import Token
-from types import TracebackType
+from heapq import heapify, heappop, heappush
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 from weakref import ref as _ref
 
 import anyio
@@ -54,7 +57,7 @@ from ._deadline import Deadline, _current
 from ._errors import DeadlineExceeded
 from ._events import HUB, DeadlineExceededEvent
 from ._policy import Policy
-from ._scopes import ScopeStack, caller_frame
+from ._scopes import BELOW, DATA, OWNER, ScopeStack, caller_frame
 
 __all__ = ["Timeout", "timeout"]
 
@@ -73,8 +76,10 @@ class _Scope(Deadline):
         "closed",
         "done",
         "fired",
+        "frame",
         "handle",
         "outer",
+        "owner",
         "scope",
         "soon",
         "task",
@@ -86,8 +91,10 @@ class _Scope(Deadline):
     closed: bool
     done: bool
     fired: bool
+    frame: FrameType | None
     handle: Any
     outer: Deadline | None
+    owner: Timeout
     scope: anyio.CancelScope | None
     soon: Callable[..., Any]
     task: Any
@@ -118,6 +125,111 @@ def _fire_task(entry: _Scope) -> None:
 
 # How often a deadline that passed inside a shielded scope looks again (asyncio).
 _SHIELD_RECHECK = 0.001
+
+
+class _Timers:
+    """The deadlines of one asyncio event loop's timeouts, behind one ``loop.call_at`` handle.
+
+    A timeout entered on asyncio does not schedule a timer of its own: its deadline goes on
+    this heap, as an item ``[when, seq, entry, timers]`` (``when`` on the loop's clock, ``seq``
+    breaking ties), and one timer is armed for the earliest. An exit clears its item's entry
+    (and pops it when it is the earliest); when the timer fires, every due entry is fired and
+    the timer is armed again for the earliest one left. Cleared items are dropped when they
+    reach the top, or all at once when they outnumber the open ones.
+    """
+
+    __slots__ = ("armed", "handle", "heap", "loop", "stale")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = _ref(loop)  # weak: the loop is the key of these timers in `_all_timers`
+        self.heap: list[list[Any]] = []
+        self.armed = math.inf  # when the timer is armed for (inf: not armed)
+        self.handle: Any = None  # a weak reference to the armed TimerHandle
+        self.stale = 0  # cleared items in the heap, below its top
+
+    def arm(self, when: float) -> None:
+        armed = self.handle() if self.handle is not None else None
+        if armed is not None:
+            armed.cancel()
+        self.armed = when
+        loop: Any = self.loop()
+        handle = loop.call_at(when, self.fire)
+        try:  # held weakly: a handle holds its loop, which must not outlive its tasks for this
+            self.handle = _ref(handle)
+        except TypeError:  # a handle without weak references
+            self.handle = lambda: handle
+
+    def fire(self) -> None:
+        loop: Any = self.loop()
+        due = max(self.armed, loop.time())  # the loop ran it: everything until then is due
+        self.handle = None
+        self.armed = math.inf
+        heap = self.heap
+        try:
+            while heap and heap[0][0] <= due:
+                entry = heappop(heap)[2]
+                if entry is None:
+                    self.stale -= 1
+                    continue
+                try:
+                    _fire_task(entry)
+                except Exception as exc:  # reported as a callback's would be; the others fire
+                    loop.call_exception_handler(
+                        {"message": "resilient.timeout failed to cancel a task", "exception": exc}
+                    )
+        finally:
+            self.drop_cleared()
+            if heap:
+                self.arm(heap[0][0])
+
+    def drop_cleared(self) -> None:
+        heap = self.heap
+        while heap and heap[0][2] is None:
+            heappop(heap)
+            self.stale -= 1
+
+    def clear(self, item: list[Any]) -> None:
+        """An entry has exited before its deadline: its item no longer fires."""
+        item[2] = None
+        heap = self.heap
+        if heap and heap[0] is item:
+            heappop(heap)
+            self.drop_cleared()
+        else:
+            self.stale += 1
+            if self.stale > 64 and self.stale * 2 > len(heap):
+                heap[:] = [kept for kept in heap if kept[2] is not None]
+                heapify(heap)
+                self.stale = 0
+
+
+def _timers_of(loop: Any) -> _Timers | None:
+    """The shared timers of ``loop`` (made on first use); None if it has no weak references."""
+    global _last_timers
+    try:
+        timers = _all_timers.get(loop)
+        if timers is None:
+            timers = _all_timers[loop] = _Timers(loop)
+    except TypeError:  # not weakly referenceable
+        return None
+    _last_timers = timers
+    return timers
+
+
+_all_timers: WeakKeyDictionary[Any, _Timers] = WeakKeyDictionary()
+# The timers used last (their loop is checked before use: threads may run other loops).
+_last_timers: _Timers | None = None
+_sequence = itertools.count()
+
+
+def _cancel(entry: _Scope) -> None:
+    """Stop ``entry``'s timer: its item on the shared timers, or a handle of its own."""
+    handle = entry.handle
+    if handle.__class__ is list:
+        handle[3].clear(handle)
+    else:
+        handle.cancel()
+
 
 _ANYIO_ASYNCIO = "anyio._backends._asyncio"
 
@@ -254,6 +366,10 @@ class Timeout(Policy):
         entry.fired = False
         entry.scope = None
         entry.handle = None
+        entry.owner = self
+        entry.frame = None
+        entry.outer = outer
+        entry.closed = False
         return entry, left
 
     def _exceeded(self, name: str | None, seconds: float | None) -> None:
@@ -261,10 +377,29 @@ class Timeout(Policy):
             HUB.emit(DeadlineExceededEvent(self.kind, name or self.name or "timeout", seconds))
 
     def __enter__(self) -> Deadline:
-        entry, _ = self._push(None)
-        entry.outer = _current.get()
-        entry.closed = False
-        _sync_entries.push(self, entry, caller_frame(1))
+        outer = _current.get()
+        seconds = self.seconds
+        if outer is None and self._clock is _SYSTEM and seconds > 0.0:
+            # The common case, inlined (the steps of `_push`): the system clock, no deadline
+            # in scope yet.
+            entry = _new_scope(_Scope)
+            entry.at = _monotonic() + seconds
+            entry.clock = _SYSTEM
+            entry.timeout = seconds
+            entry.fired = False
+            entry.scope = None
+            entry.handle = None
+            entry.owner = self
+            entry.frame = None
+            entry.outer = None
+            entry.closed = False
+        else:
+            entry = self._push(None)[0]
+        # `_sync_entries.record(self, entry, frame)`, inlined (this is the hot path).
+        frame = caller_frame(1)
+        record = [self, entry, frame, _sync_frames.get(frame), None, False]
+        _sync_frames[frame] = record
+        _sync_open[id(record)] = record
         _current.set(entry)
         return entry
 
@@ -277,16 +412,25 @@ class Timeout(Policy):
         # The exit may run in another context than the entry (a generator resumed elsewhere,
         # another worker thread): find this block's own entry, close it, and if its deadline
         # is the one in scope here, restore the nearest enclosing one still open.
-        entry = _sync_entries.pop(self, caller_frame(1))
-        entry.closed = True
-        if _current.get() is entry:
-            outer = entry.outer
-            while outer is not None and getattr(outer, "closed", False):
-                outer = outer.outer  # type: ignore[attr-defined]
-            _current.set(outer)
+        frame = caller_frame(1)
+        record = _sync_frames.get(frame)
+        if (
+            record is not None
+            and record[OWNER] is self
+            and record[BELOW] is None
+            and _sync_open.pop(id(record), None) is not None
+        ):
+            # The common case of `_sync_entries.pop`, inlined: the frame's only entry.
+            _sync_frames.pop(frame, None)
+            # The record is referenced nowhere else now: no need to close it.
+            entry: _Scope = record[DATA]
+        else:
+            entry = _sync_entries.pop(self, frame, _open_deadlines)
+        _leave(entry)
 
-    def _enter_async(self, name: str | None) -> _Scope:
+    def _enter_async(self, name: str | None, frame: FrameType | None = None) -> _Scope:
         entry, left = self._push(name)
+        entry.frame = frame
         real = type(entry.clock) is SystemClock
         loop = _running_loop()
         if loop is not None and _UNCANCEL:
@@ -307,7 +451,7 @@ class Timeout(Policy):
             if not real:
                 entry.soon = _call_soon()
                 entry.handle = entry.soon(_poll_scope, entry)
-        entry.token = _current.set(entry)
+        _current.set(entry)
         return entry
 
     def _exit_async(
@@ -318,11 +462,11 @@ class Timeout(Policy):
         tb: TracebackType | None,
         name: str | None,
     ) -> bool:
-        _current.reset(entry.token)
+        _leave(entry)
         scope = entry.scope
         if scope is None:  # asyncio, Task.uncancel() available
             if not entry.fired:
-                entry.handle.cancel()
+                _cancel(entry)
                 return False
             if entry.task.uncancel() <= entry.cancelling and exc_type is CancelledError:
                 self._exceeded(name, entry.timeout)
@@ -338,18 +482,22 @@ class Timeout(Policy):
     async def __aenter__(self) -> Deadline:
         loop = _running_loop()
         if loop is None or not _UNCANCEL or self._clock is not _SYSTEM or _current.get():
-            return self._enter_async(None)
+            return self._enter_async(None, caller_frame(1))
         # The common case, inlined (it is the hot path): asyncio, the system clock, no
         # deadline in scope yet. The same steps as `_push` and `_enter_async`.
         seconds = self.seconds
         if seconds <= 0.0:
-            return self._enter_async(None)
+            return self._enter_async(None, caller_frame(1))
         entry = _new_scope(_Scope)
         entry.at = _monotonic() + seconds
         entry.clock = _SYSTEM
         entry.timeout = seconds
         entry.fired = False
         entry.scope = None
+        entry.owner = self
+        entry.frame = caller_frame(1)
+        entry.outer = None
+        entry.closed = False
         task: Any = current_task(loop)
         entry.task = task
         entry.cancelling = task.cancelling()
@@ -359,8 +507,20 @@ class Timeout(Policy):
         else:
             state = backend._task_states.data.get(_ref(task))
             entry.anyio_scope = None if state is None else state.cancel_scope
-        entry.handle = loop.call_at(loop.time() + seconds, _fire_task, entry)
-        entry.token = _current.set(entry)
+        # On the loop's shared timers (see `_Timers`) rather than a call_at of its own.
+        timers = _last_timers
+        if timers is None or timers.loop() is not loop:
+            timers = _timers_of(loop)
+        when = loop.time() + seconds  # type: ignore[union-attr]
+        if timers is None:  # a loop that cannot be weakly referenced: a timer of its own
+            entry.handle = loop.call_at(when, _fire_task, entry)  # type: ignore[union-attr]
+        else:
+            item = [when, next(_sequence), entry, timers]
+            heappush(timers.heap, item)
+            if when < timers.armed:
+                timers.arm(when)
+            entry.handle = item
+        _current.set(entry)
         return entry
 
     async def __aexit__(
@@ -369,11 +529,29 @@ class Timeout(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        # This block's entry: the innermost deadline when blocks exit in order, else found
+        # on this context's chain of deadlines (an exit out of order: interleaved generators).
+        frame = caller_frame(1)
         entry: Any = _current.get()
+        if (
+            entry is None
+            or entry.__class__ is not _Scope
+            or entry.frame is not frame
+            or entry.owner is not self
+        ):
+            return self._exit_async(_own_entry(self, frame), exc_type, exc, tb, None)
         if entry.handle is not None and entry.scope is None and not entry.fired:
             # The common case on asyncio: finished in time. Kept inline, it is the hot path.
-            _current.reset(entry.token)
-            entry.handle.cancel()
+            entry.closed = True
+            outer = entry.outer
+            if outer is not None and getattr(outer, "closed", False):
+                outer = _open_outer(outer)
+            _current.set(outer)
+            handle = entry.handle
+            if handle.__class__ is list:
+                handle[3].clear(handle)
+            else:
+                handle.cancel()
             return False
         return self._exit_async(entry, exc_type, exc, tb, None)
 
@@ -447,6 +625,55 @@ _SYSTEM: Clock = check_clock(None)
 
 # Open sync ``with timeout(...)`` blocks.
 _sync_entries: ScopeStack[_Scope] = ScopeStack("resilient.timeout")
+_sync_frames = _sync_entries.frames
+_sync_open = _sync_entries.open_entries
+
+
+def _leave(entry: _Scope) -> None:
+    """Close ``entry``; if it is the deadline in scope, the nearest enclosing open one is."""
+    entry.closed = True
+    if _current.get() is entry:
+        outer = entry.outer
+        _current.set(
+            outer if outer is None or not getattr(outer, "closed", False) else _open_outer(outer)
+        )
+
+
+def _open_outer(deadline: Deadline | None) -> Deadline | None:
+    """``deadline``, or the nearest enclosing deadline of it still open."""
+    while deadline is not None and getattr(deadline, "closed", False):
+        deadline = deadline.outer  # type: ignore[attr-defined]
+    return deadline
+
+
+def _own_entry(owner: Timeout, frame: FrameType) -> _Scope:
+    """The open entry of an ``async with owner`` block run from ``frame``, in this context.
+
+    The innermost one made from ``frame``, else the innermost one of ``owner`` (a block entered
+    and exited through a helper such as `contextlib.AsyncExitStack`, whose frames differ).
+
+    Raises:
+        RuntimeError: there is none on this context's chain of deadlines (an exit in another
+            task than its entry, or more exits than entries).
+    """
+    fallback = None
+    for deadline in _open_deadlines():
+        if deadline.__class__ is _Scope and not deadline.closed and deadline.owner is owner:
+            if deadline.frame is frame:
+                return deadline
+            if fallback is None:
+                fallback = deadline
+    if fallback is None:
+        raise RuntimeError(f"{owner!r} exited without a matching enter in this task")
+    return fallback
+
+
+def _open_deadlines() -> Iterator[Deadline]:
+    """The sync timeout entries of this context, innermost first (the ``outer`` chain)."""
+    deadline = _current.get()
+    while deadline is not None:
+        yield deadline
+        deadline = getattr(deadline, "outer", None)
 
 
 def _name_of(fn: object) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["MAX_VERBATIM", "storage_key"]
+__all__ = ["MAX_VERBATIM", "recent_storage_key", "storage_key"]
 
 #: The longest key stored verbatim.
 MAX_VERBATIM = 64
@@ -44,12 +44,33 @@ def storage_key(key: str) -> str:
     Raises:
         TypeError: ``key`` is not a `str`.
     """
-    if type(key) is not str:
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__} {key!r:.100}")
+    if type(key) is str:
+        stored = _recent.get(key)
+        if stored is not None:
+            return stored
+    elif not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__} {key!r:.100}")
+    else:
         key = str.__str__(key)  # a plain str: a subclass may hash or compare differently
-    if _verbatim(key) is not None:
-        return key
-    if _verbatim_64(key) is not None and _digest_like(key) is None:
-        return key
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        stored = _recent.get(key)
+        if stored is not None:
+            return stored
+    if _verbatim(key) is not None or (_verbatim_64(key) is not None and _digest_like(key) is None):
+        stored = key
+    else:
+        stored = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    if len(key) <= MAX_VERBATIM:  # remember the stored form of short keys only
+        if len(_recent) >= _RECENT_SIZE:
+            _recent.clear()
+        _recent[key] = stored
+    return stored
+
+
+# The stored form of recently seen short keys (a key is looked up once, not matched again on
+# every call). Bounded: cleared when full. Only exact ``str`` keys are looked up in it.
+_RECENT_SIZE = 4096
+_recent: dict[str, str] = {}
+
+#: ``recent_storage_key(key)``: the stored form of ``key`` if it was seen recently, else None.
+#: For hot paths that inline the common case of `storage_key` (``key`` must be an exact str).
+recent_storage_key = _recent.get

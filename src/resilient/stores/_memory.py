@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .._clock import SYSTEM_CLOCK
 from .._events import HUB, RateLimited
 from .._rate_limit import TICKS_PER_SECOND, Decision, honest_wait, sliding_counter
-from ._keys import _verbatim, storage_key
+from ._keys import MAX_VERBATIM, recent_storage_key, storage_key
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker, _MemoryBackend
@@ -48,6 +48,9 @@ __all__ = ["MemoryStore"]
 
 _new = tuple.__new__
 _NEVER = -(2**62)  # a timestamp before any real one: "no state"
+_plain = str
+_recent = recent_storage_key
+_RECENT_COMPOSITES = 4096  # the most keys a token bucket remembers the composite key of
 
 
 def _load_speedups() -> Any:
@@ -266,22 +269,35 @@ class _GCRA(_Binding):
         monotonic = self._monotonic
         system = limiter.clock is SYSTEM_CLOCK
         monotonic_ns = time.monotonic_ns
-        verbatim = _verbatim
         storage = storage_key
         plain = str
+        # key -> (self, its stored form), for recent keys: the key's form is decided once, and
+        # the composite key of the store is not rebuilt on every call. Bounded: cleared when
+        # full. Only exact str keys are looked up in it.
+        composites: dict[str, tuple[_Binding, str]] = {}
+        composite_of = composites.get
+
+        def remember(key: str) -> tuple[_Binding, str]:
+            composite = (binding, storage(key))
+            if len(key) <= MAX_VERBATIM:
+                if len(composites) >= _RECENT_COMPOSITES:
+                    composites.clear()
+                composites[key] = composite
+            return composite
 
         def try_acquire(key: str = "", cost: int = 1) -> Decision:
             step = interval if cost is one else check_cost(cost) * interval
-            if key.__class__ is not plain or (key and verbatim(key) is None):
-                stored = storage(key)  # TypeError for a non-str key; a digest if need be
+            if key.__class__ is plain:
+                composite = (composite_of(key) or remember(key)) if key else None
             else:
-                stored = key
+                stored = storage(key)  # TypeError for a non-str key; a digest if need be
+                composite = (binding, stored) if stored else None
             if system:
                 now = monotonic_ns() // 1000
             else:
                 reading = monotonic()
                 now = round(reading * 1_000_000)
-            if not stored:
+            if composite is None:
                 acquire()
                 try:
                     tat = cell[0]
@@ -298,13 +314,12 @@ class _GCRA(_Binding):
                                 capacity,
                                 (tolerance - backlog) // interval,
                                 0.0,
-                                backlog / micros,
+                                backlog / micros if system else honest_wait(reading, now, backlog),
                             ),
                         )
                 finally:
                     release()
             else:
-                composite = (binding, stored)
                 acquire()
                 try:
                     entry = get(composite)
@@ -329,7 +344,7 @@ class _GCRA(_Binding):
                                 capacity,
                                 (tolerance - backlog) // interval,
                                 0.0,
-                                backlog / micros,
+                                backlog / micros if system else honest_wait(reading, now, backlog),
                             ),
                         )
                 finally:
@@ -348,7 +363,7 @@ class _GCRA(_Binding):
                     capacity,
                     (tolerance - backlog) // interval if backlog <= tolerance else 0,
                     retry_after,
-                    backlog / micros,
+                    backlog / micros if system else honest_wait(reading, now, backlog),
                 ),
             )
 
@@ -415,9 +430,16 @@ class _SlidingCounter(_Binding):
         self.decide = self._decide
 
     def _decide(self, key: str = "", cost: int = 1) -> Decision:
-        stored = storage_key(key)
+        if key.__class__ is not _plain:
+            stored = storage_key(key)  # TypeError for a non-str key; a digest if need be
+        elif key:
+            stored = _recent(key) or storage_key(key)
+        else:
+            stored = key
         store = self._store
-        with store._lock:
+        lock = store._lock
+        lock.acquire()  # not ``with``: cheaper on the path of every decision
+        try:
             # The clock is read under the lock: a decision made with an older time after one
             # made with a newer time would treat the key's newer slot as foreign and reset it.
             reading = self._monotonic()
@@ -440,6 +462,12 @@ class _SlidingCounter(_Binding):
                 else:
                     entry[0] = now + reset_after
                     entry[1], entry[2], entry[3] = new
+        finally:
+            lock.release()
+        # `honest_wait(reading, now, reset_after)`, its common case inlined.
+        reset = reset_after / TICKS_PER_SECOND
+        if round((reading + reset) * TICKS_PER_SECOND) < now + reset_after:
+            reset = honest_wait(reading, now, reset_after)
         return _new(
             Decision,
             (
@@ -447,7 +475,7 @@ class _SlidingCounter(_Binding):
                 self._limit,
                 remaining,
                 honest_wait(reading, now, retry_after) if retry_after else 0.0,
-                reset_after / TICKS_PER_SECOND,
+                reset,
             ),
         )
 
@@ -474,7 +502,12 @@ class _SlidingLog(_Binding):
         self.decide = self._decide
 
     def _decide(self, key: str = "", cost: int = 1) -> Decision:
-        stored = storage_key(key)
+        if key.__class__ is not _plain:
+            stored = storage_key(key)  # TypeError for a non-str key; a digest if need be
+        elif key:
+            stored = _recent(key) or storage_key(key)
+        else:
+            stored = key
         store = self._store
         window = self._window
         limit = self._limit
@@ -501,9 +534,8 @@ class _SlidingLog(_Binding):
                     store._insert(composite, [now + window, log])  # type: ignore[arg-type]
                 else:
                     entry[0] = now + window
-                return _new(
-                    Decision, (True, limit, limit - count - cost, 0.0, window / TICKS_PER_SECOND)
-                )
+                reset = honest_wait(reading, now, window)
+                return _new(Decision, (True, limit, limit - count - cost, 0.0, reset))
             # The (limit - cost + 1)-th newest timestamp must leave the window first.
             retry_after = log[count - 1 - (limit - cost)] + window - now
             reset_after = log[-1] + window - now
@@ -514,7 +546,7 @@ class _SlidingLog(_Binding):
                 limit,
                 limit - count,
                 honest_wait(reading, now, retry_after),
-                reset_after / TICKS_PER_SECOND,
+                honest_wait(reading, now, reset_after),
             ),
         )
 

@@ -91,7 +91,7 @@ from .._errors import StoreUnavailable
 from .._events import HUB, StoreError
 from .._rate_limit import TICKS_PER_SECOND, Decision
 from ._health import StoreHealth
-from ._keys import _verbatim, storage_key
+from ._keys import recent_storage_key, storage_key
 
 if TYPE_CHECKING:
     from .._circuit_breaker import CircuitBreaker
@@ -596,7 +596,7 @@ class _RedisRateLimiter:
         fallback = self._fallback
         general = self._decide
         ticks = TICKS_PER_SECOND
-        verbatim = _verbatim
+        recent = recent_storage_key
         storage = storage_key
         plain = str
         health = store._health
@@ -604,8 +604,8 @@ class _RedisRateLimiter:
         def decide(key: str, cost: int, now: int | None = None) -> Decision:
             if now is not None:
                 return general(key, cost, now)
-            if key.__class__ is not plain or verbatim(key) is None:
-                key = storage(key)  # TypeError for a non-str key; a digest if need be
+            # A non-str key is a TypeError (storage_key); a digest if need be.
+            key = (recent(key) or storage(key)) if key.__class__ is plain else storage(key)
             redis_key = head + key + tail
             try:
                 reply = execute("EVALSHA", sha, 1, redis_key, first, second, cost)
