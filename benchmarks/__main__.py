@@ -20,6 +20,7 @@ scaling.png):
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ LATEST = COMMITTED / "latest"
 REQUIREMENTS = HERE / "requirements.txt"
 #: The README whose benchmark block a committed run rewrites.
 README = HERE.parent / "README.md"
+#: The documentation page whose results block a committed run rewrites, and where its charts go.
+DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
+DOCS_IMAGES = HERE.parent / "docs" / "img" / "benchmarks"
 START = "<!-- benchmarks:start -->"
 END = "<!-- benchmarks:end -->"
 
@@ -119,8 +123,12 @@ def peers() -> dict[str, str]:
     return found
 
 
-def readme_block(report: Report) -> str:
-    """The README's benchmark section body: the headline targets and the chart."""
+def readme_block(report: Report, *, docs: bool = False) -> str:
+    """The README's benchmark section body: the headline targets and the chart.
+
+    With ``docs=True``, the same for docs/benchmarks.md: links relative to docs/, and the
+    scaling chart too (both charts copied under docs/img/benchmarks/ by ``publish_to_docs``).
+    """
     machine = report.machine()
     headline = [c for c in report.checks if c.headline]
     met = sum(c.passed for c in headline)
@@ -130,14 +138,34 @@ def readme_block(report: Report) -> str:
         'taking turns; each figure is a median. For wrappers, "ours" and "reference" are '
         f"the cost added to a bare call. {met} of {len(headline)} headline targets met; the "
         "full tables, the spreads, the scaling charts and the other targets are in "
-        "[benchmarks/results/RESULTS.md](benchmarks/results/RESULTS.md), the method in "
-        "[docs/benchmarks.md](docs/benchmarks.md).",
+        + (
+            "`benchmarks/results/RESULTS.md` in the repository, the method below."
+            if docs
+            else "[benchmarks/results/RESULTS.md](benchmarks/results/RESULTS.md), the method in "
+            "[docs/benchmarks.md](docs/benchmarks.md)."
+        ),
         "",
         *Report(checks=headline).headline_table(),
         "",
-        "![ours / reference for each target](benchmarks/results/targets.png)",
     ]
+    if docs:
+        lines += [
+            "![ours / reference for each target](img/benchmarks/targets.png)",
+            "",
+            "![throughput and memory as threads, tasks and keys grow](img/benchmarks/scaling.png)",
+        ]
+    else:
+        lines.append("![ours / reference for each target](benchmarks/results/targets.png)")
     return "\n".join(lines)
+
+
+def publish_to_docs(report: Report, results: Path, page: Path, images: Path) -> bool:
+    """Copy the charts of ``results`` under ``images`` and rewrite ``page``'s results block."""
+    images.mkdir(parents=True, exist_ok=True)
+    for chart in ("targets.png", "scaling.png"):
+        if (results / chart).exists():
+            shutil.copyfile(results / chart, images / chart)
+    return update_readme(page, readme_block(report, docs=True))
 
 
 def update_readme(path: Path, block: str) -> bool:
@@ -177,6 +205,8 @@ def main(argv: list[str]) -> int:
     report.write(options.output)
     if options.committed and update_readme(README, readme_block(report)):
         print(f"the benchmark section of {README} was rewritten")
+    if options.committed and publish_to_docs(report, options.output, DOCS_PAGE, DOCS_IMAGES):
+        print(f"the results block of {DOCS_PAGE} and its charts were rewritten")
     failed = [c for c in report.checks if not c.passed]
     print(f"\n{len(report.checks) - len(failed)} targets met, {len(failed)} missed")
     for check in failed:

@@ -22,6 +22,11 @@ def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{cli.START}\nold\n{cli.END}\n\n## after\n")
     monkeypatch.setattr(cli, "README", readme)
+    page = tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir()
+    page.write_text(f"# Benchmarks\n\n{cli.START}\nold\n{cli.END}\n\n## method\n")
+    monkeypatch.setattr(cli, "DOCS_PAGE", page)
+    monkeypatch.setattr(cli, "DOCS_IMAGES", tmp_path / "docs" / "img" / "benchmarks")
 
     def load(name: str) -> types.ModuleType:
         module = types.ModuleType(f"bench_{name}")
@@ -74,11 +79,30 @@ def test_update_committed_replaces_the_committed_results(results: Path) -> None:
     assert "benchmarks/results/targets.png" in readme
 
 
+def test_update_committed_rewrites_the_docs_results_with_links_inside_docs(
+    results: Path,
+) -> None:
+    assert cli.main(["--update-committed"]) == 0
+    page = cli.DOCS_PAGE.read_text()
+    assert "old" not in page
+    assert page.endswith(f"{cli.END}\n\n## method\n")
+    assert "| alpha target | 1000 ns | 4000 ns | 0.25x | <= 0.5x peer | met |" in page
+    assert "](img/benchmarks/targets.png)" in page
+    assert "](img/benchmarks/scaling.png)" in page
+    assert "](benchmarks/results/" not in page  # links outside docs/ break the site
+    if (results / "targets.png").exists():  # charts need matplotlib
+        assert (cli.DOCS_IMAGES / "targets.png").read_bytes() == (
+            results / "targets.png"
+        ).read_bytes()
+
+
 def test_a_run_that_is_not_committed_leaves_the_readme_alone(results: Path) -> None:
     before = cli.README.read_text()
+    page = cli.DOCS_PAGE.read_text()
     assert cli.main([]) == 0
     assert cli.main(["--quick"]) == 0
     assert cli.README.read_text() == before
+    assert cli.DOCS_PAGE.read_text() == page
 
 
 def test_a_readme_without_markers_is_left_alone(tmp_path: Path) -> None:
@@ -88,8 +112,9 @@ def test_a_readme_without_markers_is_left_alone(tmp_path: Path) -> None:
     assert readme.read_text() == "# no markers\n"
 
 
-def test_the_readme_has_the_benchmark_markers() -> None:
-    text = (Path(cli.__file__).parent.parent / "README.md").read_text()
+@pytest.mark.parametrize("page", ["README.md", "docs/benchmarks.md"])
+def test_the_pages_have_the_benchmark_markers(page: str) -> None:
+    text = (Path(cli.__file__).parent.parent / page).read_text()
     assert text.count(cli.START) == 1
     assert text.count(cli.END) == 1
     assert text.index(cli.START) < text.index(cli.END)
