@@ -20,7 +20,12 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+from .._circuit_breaker import CircuitState
 from .._events import CallSink
+
+# Every state a breaker can report, so each gets its 0/1 series from the first scrape; shared by
+# both exporters.
+STATES = tuple(state.value for state in CircuitState)
 
 __all__: list[str] = []
 

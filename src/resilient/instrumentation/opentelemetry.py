@@ -45,7 +45,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from .._circuit_breaker import CircuitState
 from .._events import (
     HUB,
     CallCompleted,
@@ -60,12 +59,9 @@ from .._events import (
     subscribe,
     unsubscribe,
 )
-from ._calls import _Counts
+from ._calls import STATES, _Counts
 
 __all__ = ["OpenTelemetryInstrumentation"]
-
-# Every state a breaker can report, so each gets its 0/1 series from the first scrape.
-_STATES = tuple(state.value for state in CircuitState)
 
 
 def _api() -> tuple[Any, Any]:
@@ -300,7 +296,7 @@ class OpenTelemetryInstrumentation:
         return [
             Observation(1 if state in current else 0, self._attrs("name", name, "state", state))
             for name, current in sorted(states.items())
-            for state in _STATES
+            for state in STATES
         ]
 
     def _observe_in_use(self, options: Any) -> Iterable[Any]:

@@ -66,7 +66,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .._circuit_breaker import CircuitState
 from .._events import (
     HUB,
     CallCompleted,
@@ -81,12 +80,10 @@ from .._events import (
     subscribe,
     unsubscribe,
 )
-from ._calls import _Counts, _Timings
+from ._calls import STATES, _Counts, _Timings
 
 __all__ = ["PrometheusMetrics"]
 
-# Every state a breaker can report, so each gets its 0/1 series from the first scrape.
-_STATES = tuple(state.value for state in CircuitState)
 
 _CALLS_HELP = "Calls that a policy let through, by outcome."
 _DURATION_HELP = "How long calls that a policy let through took, in seconds."
@@ -443,7 +440,7 @@ class _StateCollector:
         state_family = self._gauge_family(self._state_name, _STATE_HELP, labels=["name", "state"])
         for name in sorted(states):
             current = states[name]
-            for state in _STATES:
+            for state in STATES:
                 state_family.add_metric([name, state], 1.0 if state in current else 0.0)
         yield state_family
         in_use_family = self._gauge_family(self._in_use_name, _IN_USE_HELP, labels=["name"])
