@@ -104,6 +104,86 @@ def test_the_same_key_with_other_arguments_is_refused(store: Any) -> None:
     assert caught.value.key == "a"
 
 
+@pytest.mark.parametrize(
+    ("first", "other"),
+    [
+        ((1,), (True,)),  # 1 == True, but they are not the same argument
+        ((1,), (1.0,)),
+        ((0.0,), (-0.0,)),
+        ((1,), ("1",)),
+        (("x" * 60,), ("x" * 60 + "y",)),  # past EXACT_MAX: encoded, then digested
+        (("x" * 500,), ("x" * 499 + "y",)),
+        ((2**64,), (2**64 + 1,)),  # past 64 bits: encoded
+        ((None,), ("None",)),
+        (([1, 2],), ([1, 3],)),  # JSON
+    ],
+)
+def test_arguments_that_differ_in_type_or_value_are_never_the_same_call(
+    store: Any, first: tuple[Any, ...], other: tuple[Any, ...]
+) -> None:
+    @resilient.idempotent(store=store, key=lambda value: "k", result_type=int)
+    def call(value: Any) -> int:
+        return 1
+
+    assert call(*first) == call(*first) == call(value=first[0]) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        call(*other)
+
+
+@pytest.mark.parametrize("key", ["k", "k" * 64, "k" * 65, "é" * 70, "#" + "0" * 64, "a:b"])
+def test_short_long_and_unicode_keys_are_separate_and_replay(store: Any, key: str) -> None:
+    runs = []
+
+    @resilient.idempotent(store=store, key=lambda name: name)
+    def call(name: str) -> int:
+        runs.append(name)
+        return len(runs)
+
+    assert call(key) == call(key) == 1
+    assert call(key + "x") == 2  # one character more: another key
+    assert runs == [key, key + "x"]
+
+
+def test_memory_keys_and_fingerprints_are_held_as_they_are_only_when_short() -> None:
+    from resilient._idempotency import exact_fingerprint, exact_key
+
+    prefix = "idem:2:ns:"
+    assert exact_key(prefix, "k" * 64) == prefix + "k" * 64
+    long = exact_key(prefix, "k" * 65)
+    assert long == prefix + "#" + hashlib.sha256(b"k" * 65).hexdigest()
+    assert len(exact_key(prefix, "k" * 100_000)) == len(prefix) + 65
+    # The namespace's length keeps prefixes apart whatever the keys hold.
+    store = MemoryStore()
+    backend = store._bind_idempotency(FakeClock())
+    assert backend.storage_key("a:b", "c") != backend.storage_key("a", "b:c")
+
+    def encode(values: tuple[Any, ...]) -> bytes:
+        return repr(values).encode()
+
+    assert exact_fingerprint(("a", 5), encode) == ("a", 5)
+    assert exact_fingerprint((True,), encode) == b"(True,)"
+    digested = exact_fingerprint(("x" * 65,), encode)
+    assert digested[:1] == b"#"
+    assert len(digested) == 33
+
+
+def test_memory_replays_are_read_without_waiting_for_the_store_lock() -> None:
+    store = MemoryStore()
+
+    @resilient.idempotent(store=store, key=lambda order_id: order_id)
+    def charge(order_id: str) -> int:
+        return 7
+
+    charge("a")
+    served: list[int] = []
+    replay = threading.Thread(target=lambda: served.append(charge("a")))
+    with store._lock:  # held by another step: a stored result is still served
+        replay.start()
+        replay.join(timeout=5)
+        assert served == [7]
+    replay.join()
+
+
 def test_an_exception_releases_the_key_so_a_retry_runs(store: Any) -> None:
     attempts = []
 

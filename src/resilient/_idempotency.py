@@ -119,6 +119,61 @@ def _short_input_sha256() -> Callable[..., Any]:
 
 _key_sha256 = _short_input_sha256()
 
+#: The longest key, and argument encoding, that a store local to this process holds as it is.
+EXACT_MAX = 64
+# The ints held as they are in an exact fingerprint (a bigger one is encoded).
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+
+
+def exact_key(prefix: str, user_key: str) -> str:
+    """The storage key of ``user_key`` for a store local to this process (memory).
+
+    Nothing a memory store holds leaves the process, so no digest is needed to compare keys:
+    a key of at most `EXACT_MAX` characters is held as it is after ``prefix``, a longer one as
+    ``"#"`` and its SHA-256 hex digest (65 characters, so never equal to a short key).
+    """
+    if len(user_key) <= EXACT_MAX:
+        return prefix + user_key
+    digest: str = _key_sha256(user_key.encode()).hexdigest()
+    return prefix + "#" + digest
+
+
+def held_as_they_are(values: tuple[Any, ...]) -> bool:
+    """Whether `exact_fingerprint` holds ``values`` as they are (see there).
+
+    ``resilient._speedups.held_as_they_are`` is the same test in C.
+    """
+    room = EXACT_MAX
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            room -= len(value)
+        elif kind is not int or not _INT_MIN <= value <= _INT_MAX:
+            return False
+        if room < 0:
+            return False
+    return True
+
+
+def exact_fingerprint(values: tuple[Any, ...], encode: Callable[[tuple[Any, ...]], bytes]) -> Any:
+    """The fingerprint of a call's bound argument ``values`` for a store local to this process.
+
+    Compared only with ``==`` in this process, so it can be the arguments themselves:
+
+    - ``values`` as it is when every value is exactly a `str` or an `int` (never a `bool`:
+      ``True == 1``) of at most 64 bits, the strings `EXACT_MAX` characters together at most;
+    - else their encoding (``encode(values)``, as for Redis) when it has at most `EXACT_MAX`
+      bytes, or ``b"#"`` and its SHA-256 digest (an encoding never starts with ``#``).
+
+    A tuple never equals bytes, so equal fingerprints mean equal arguments, as with a digest,
+    and what is held stays small.
+    """
+    if held_as_they_are(values):
+        return values
+    encoded = encode(values)
+    return encoded if len(encoded) <= EXACT_MAX else b"#" + _key_sha256(encoded).digest()
+
 
 class IdempotencyBackend(Protocol):
     """What a store's ``_bind_idempotency`` returns: four steps, each atomic, sync and async.
@@ -129,15 +184,21 @@ class IdempotencyBackend(Protocol):
     """
 
     suspends: bool
+    #: True for a store local to this process (memory): keys and fingerprints are made by
+    #: `exact_key` and `exact_fingerprint`. False (Redis): the key is ``key_prefix(namespace)``
+    #: and the key's SHA-256, the fingerprint the SHA-256 of the key and then the encoded
+    #: arguments.
+    exact: bool
 
     def storage_key(self, namespace: str, key: str) -> str:
-        """The store's key for ``key`` in ``namespace`` (the key itself hashed with SHA-256)."""
+        """The store's key for ``key`` in ``namespace``."""
         ...
 
     def key_prefix(self, namespace: str) -> str:
-        """What `storage_key` puts before the key's digest.
+        """What `storage_key` puts before the key, or before the key's digest.
 
-        ``storage_key(namespace, key)`` is ``key_prefix(namespace) + sha256(key).hexdigest()``.
+        ``storage_key(namespace, key)`` is ``key_prefix(namespace) + sha256(key).hexdigest()``,
+        or for an `exact` store `exact_key(key_prefix(namespace), key)`.
         """
         ...
 
@@ -145,7 +206,7 @@ class IdempotencyBackend(Protocol):
         """A fresh owner token, unique among every caller of the store."""
         ...
 
-    def claim(self, key: str, owner: str, fingerprint: str, lease_ms: int) -> tuple[int, Any]:
+    def claim(self, key: str, owner: str, fingerprint: Any, lease_ms: int) -> tuple[int, Any]:
         """Claim ``key``, or report what holds it.
 
         Returns ``(CLAIMED, None)``, ``(DONE, result bytes)``, ``(IN_PROGRESS, seconds left on
@@ -154,7 +215,7 @@ class IdempotencyBackend(Protocol):
         ...
 
     async def aclaim(
-        self, key: str, owner: str, fingerprint: str, lease_ms: int
+        self, key: str, owner: str, fingerprint: Any, lease_ms: int
     ) -> tuple[int, Any]:
         """Async `claim`."""
         ...
@@ -175,11 +236,11 @@ class IdempotencyBackend(Protocol):
         """Async `release`."""
         ...
 
-    def read(self, key: str) -> tuple[str, str, bytes | None] | None:
+    def read(self, key: str) -> tuple[str, Any, bytes | None] | None:
         """``(state, fingerprint, result)`` with state ``"pending"`` or ``"done"``, or None."""
         ...
 
-    async def aread(self, key: str) -> tuple[str, str, bytes | None] | None:
+    async def aread(self, key: str) -> tuple[str, Any, bytes | None] | None:
         """Async `read`."""
         ...
 
@@ -415,32 +476,42 @@ class _Binder:
     def encoding(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         """The arguments bound to the signature, defaults applied, as bytes to hash.
 
+        ``encode(values(args, kwargs))``.
+        """
+        return self.encode(self.values(args, kwargs))
+
+    def values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The arguments bound to the signature, defaults applied, in signature order.
+
         The first parameter is left out when it is named ``self`` or ``cls`` (the instance or
-        class of a method is not part of what makes two calls the same). Arguments that are
-        all str, int, float, bool or None are encoded as their ``repr``s separated by ``|``
-        (fast, the same in every process, unambiguous since each ``repr`` is a literal, and
-        never starting with ``[``); others as a JSON array with sorted keys (starting with
+        class of a method is not part of what makes two calls the same).
+        """
+        if self._fast and not kwargs and len(args) == self._count:
+            return args[1:] if self._skip else args  # already in signature order
+        names = self._names
+        if (
+            self._fast
+            and len(args) <= len(names)
+            and kwargs.keys() <= self._known
+            and not kwargs.keys() & names[: len(args)]
+        ):
+            arguments = dict(self._defaults)
+            arguments.update(zip(names, args, strict=False))
+            arguments.update(kwargs)
+            if len(arguments) != self._count:  # a required argument is missing
+                arguments = self._slow(args, kwargs)
+        else:
+            arguments = self._slow(args, kwargs)
+        return tuple(map(arguments.get, self._order))
+
+    def encode(self, values: tuple[Any, ...]) -> bytes:
+        """Bound argument ``values`` as bytes, the same in every process.
+
+        Values that are all str, int, float, bool or None are encoded as their ``repr``s
+        separated by ``|`` (fast, unambiguous since each ``repr`` is a literal, and never
+        starting with ``[`` or ``#``); others as a JSON array with sorted keys (starting with
         ``[``), so the two encodings never meet.
         """
-        values: tuple[Any, ...]
-        if self._fast and not kwargs and len(args) == self._count:
-            values = args[1:] if self._skip else args  # already in signature order
-        else:
-            names = self._names
-            if (
-                self._fast
-                and len(args) <= len(names)
-                and kwargs.keys() <= self._known
-                and not kwargs.keys() & names[: len(args)]
-            ):
-                arguments = dict(self._defaults)
-                arguments.update(zip(names, args, strict=False))
-                arguments.update(kwargs)
-                if len(arguments) != self._count:  # a required argument is missing
-                    arguments = self._slow(args, kwargs)
-            else:
-                arguments = self._slow(args, kwargs)
-            values = tuple(map(arguments.get, self._order))
         if _PLAIN.issuperset(map(type, values)):
             return (self.template % values).encode()
         return _dumps(values).encode()
@@ -591,17 +662,21 @@ class Idempotent(Policy):
 
     def _prepare(
         self, target: _Target, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[str, str, str]:
+    ) -> tuple[str, str, Any]:
         """The user's key, the storage key and the fingerprint of one call.
 
-        One SHA-256 serves both: its digest after the key is the storage key's digest
-        (``sha256(key)``), and its digest after the key and then the encoded arguments is the
-        fingerprint (a SHA-256 of the arguments, behind a key that every call compared with
-        it shares).
+        For Redis, one SHA-256 serves both: its digest after the key is the storage key's
+        digest (``sha256(key)``), and its digest after the key and then the encoded arguments
+        is the fingerprint (a SHA-256 of the arguments, behind a key that every call compared
+        with it shares). For memory, `exact_key` and `exact_fingerprint`.
         """
         user_key = self._key(*args, **kwargs)
         if type(user_key) is not str and not isinstance(user_key, str):
             raise TypeError(f"key must return a str, got {user_key!r}")
+        if self._backend.exact:
+            binder = target.binder
+            fingerprint = exact_fingerprint(binder.values(args, kwargs), binder.encode)
+            return user_key, exact_key(target.prefix, user_key), fingerprint
         digest = _key_sha256(user_key.encode())
         key = target.prefix + digest.hexdigest()
         digest.update(target.encoding(args, kwargs))
@@ -649,8 +724,12 @@ class Idempotent(Policy):
         lease_ms = self._lease_ms
         ttl_ms = self._ttl_ms
         sha256 = _key_sha256
+        exact = backend.exact
         direct = target.binder.direct
         template = target.binder.template
+        binder_values = target.binder.values
+        binder_encode = target.binder.encode
+        held_as_they_are_ = getattr(backend, "held_as_they_are", held_as_they_are)
         plain = _PLAIN.issuperset
         wait = self._wait
         release = self._release
@@ -662,26 +741,52 @@ class Idempotent(Policy):
             user_key = key_of(*user_args, **kwargs) if kwargs else key_of(*user_args)
             if type(user_key) is not str and not isinstance(user_key, str):
                 raise TypeError(f"key must return a str, got {user_key!r}")
-            digest = sha256(user_key.encode())
-            key = prefix + digest.hexdigest()
-            if not kwargs and len(user_args) == direct and plain(map(type, user_args)):
-                digest.update((template % user_args).encode())  # as `_Binder.encoding` does
+            fingerprint: Any
+            if exact:  # `exact_key` and `exact_fingerprint`, inlined for the common case
+                values = (
+                    user_args
+                    if not kwargs and len(user_args) == direct
+                    else binder_values(user_args, kwargs)
+                )
+                fingerprint = (
+                    values
+                    if held_as_they_are_(values)
+                    else exact_fingerprint(values, binder_encode)
+                )
+                key = (
+                    prefix + user_key if len(user_key) <= EXACT_MAX else exact_key(prefix, user_key)
+                )
             else:
-                digest.update(encoding(user_args, kwargs))
-            fingerprint = digest.hexdigest()
+                if not kwargs and len(user_args) == direct and plain(map(type, user_args)):
+                    encoded = (template % user_args).encode()  # as `_Binder.encoding` does
+                else:
+                    encoded = encoding(user_args, kwargs)
+                digest = sha256(user_key.encode())
+                key = prefix + digest.hexdigest()
+                digest.update(encoded)
+                fingerprint = digest.hexdigest()
             owner = new_owner()
             status, payload = claim(key, owner, fingerprint, lease_ms)
             if status != CLAIMED:
                 if status != DONE:
                     status, payload = wait(user_key, key, owner, fingerprint, status, payload)
                 if status == DONE:
-                    replayed: R = decoder.decode(payload)
+                    replayed: R
+                    if decoder._fast_type is not _NO_TYPE:  # `decoder.decode`, inlined
+                        try:
+                            replayed = decoder._fast_load(payload)
+                        except ValueError:
+                            replayed = decoder.decode(payload)
+                    else:
+                        replayed = decoder.decode(payload)
                     if HUB.active:
                         HUB.emit(IdempotentReplay(kind, namespace, user_key))
                     return replayed
             try:
                 result = fn(*args, **kwargs) if kwargs else fn(*args)
-                data = decoder.encode(result)
+                data = (  # `decoder.encode`, inlined for a result of its exact type
+                    decoder._fast_dump(result) if type(result) is decoder._fast_type else None
+                ) or decoder.encode(result)
             except BaseException:
                 release(target, key, owner)
                 raise
@@ -699,7 +804,7 @@ class Idempotent(Policy):
         return run
 
     def _wait(
-        self, user_key: str, key: str, owner: str, fingerprint: str, status: int, payload: Any
+        self, user_key: str, key: str, owner: str, fingerprint: Any, status: int, payload: Any
     ) -> tuple[int, Any]:
         """Poll the store after a claim found ``status``, until it is CLAIMED or DONE."""
         clock = self.clock

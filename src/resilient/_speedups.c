@@ -1,4 +1,5 @@
-/* resilient._speedups: the memory token bucket's decision in C.
+/* resilient._speedups: the memory token bucket's decision, and the claim and complete of
+ * idempotency records in memory, in C.
  *
  * `GCRA` is what `resilient.stores._memory._GCRA` builds in pure Python (the closure in
  * `_GCRA._build`), computed with the same formulas (`resilient._rate_limit.gcra`) on 64-bit
@@ -29,6 +30,9 @@ static PyObject *ONE;        /* the int 1 (a cached small int: compared by ident
 static PyObject *EMPTY;      /* "" */
 static PyObject *ZERO_FLOAT; /* 0.0, the retry_after of every granted decision */
 static PyObject *ACTIVE;     /* "active" */
+static PyObject *MAX_KEYS;   /* "max_keys", "now", "move_to_end": interned attribute names */
+static PyObject *NOW;
+static PyObject *MOVE_TO_END;
 
 typedef struct {
     PyObject_HEAD
@@ -83,9 +87,9 @@ stored_verbatim(PyObject *key)
 /* -- clock ---------------------------------------------------------------------------- */
 
 static int
-read_now(GCRAObject *self, long long *now, double *seconds_out)
+read_now(PyObject *monotonic, long long *now, double *seconds_out)
 {
-    if (self->monotonic == Py_None) {
+    if (monotonic == Py_None) {
         /* time.monotonic_ns() // 1000, as the Python version reads it: on Linux both are
          * CLOCK_MONOTONIC. Elsewhere, ask time.monotonic_ns's own clock through Python. */
 #if defined(__linux__) && defined(CLOCK_MONOTONIC)
@@ -102,7 +106,7 @@ read_now(GCRAObject *self, long long *now, double *seconds_out)
 #endif
     }
     /* round(clock.monotonic() * 1_000_000): Python rounds half to even. */
-    PyObject *reading = PyObject_CallNoArgs(self->monotonic);
+    PyObject *reading = PyObject_CallNoArgs(monotonic);
     if (reading == NULL) {
         return -1;
     }
@@ -386,7 +390,7 @@ decide(GCRAObject *self, PyObject *key, PyObject *cost, int public)
     int keyed = PyUnicode_GET_LENGTH(stored) != 0;
     long long now;
     double reading = 0.0;
-    if (read_now(self, &now, &reading) < 0) {
+    if (read_now(self->monotonic, &now, &reading) < 0) {
         Py_DECREF(stored);
         return NULL;
     }
@@ -734,24 +738,546 @@ static PyTypeObject GCRAType = {
     .tp_getset = GCRA_getset,
 };
 
+/* -- idempotency records ---------------------------------------------------------------- */
+
+/* `Steps` is what `resilient.stores._memory_idempotency._MemoryIdempotency._steps` builds in
+ * pure Python: the `claim` and `complete` of one binding (a store and a clock), over entries
+ * `[expires_at, state, owner, fingerprint, result]` in the store's OrderedDict under
+ * `(binding, key)`. Same steps, same order, same lock; the comments of the Python version say
+ * why each step is there. Entries are changed only through the mapping protocol (an
+ * OrderedDict keeps its order in a list of its own). */
+
+#define PENDING 0
+#define DONE_STATE 1
+#define SWEEP_EVERY 4
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *binding;   /* the _MemoryIdempotency: the first item of its keys */
+    PyObject *store;     /* for store.max_keys, read per insert as Python does */
+    PyObject *data;      /* the store's OrderedDict */
+    PyObject *acquire;   /* the store lock's bound acquire / release */
+    PyObject *release;
+    PyObject *popitem;   /* data.popitem */
+    PyObject *monotonic; /* the clock's monotonic(), or None for the system clock */
+    PyObject *claimed;   /* (CLAIMED, None), (REUSED, None): returned as they are */
+    PyObject *reused;
+    PyObject *done;        /* the int DONE and the int IN_PROGRESS of the status codes */
+    PyObject *in_progress;
+    PyObject *pending_state; /* the ints stored as an entry's state: 0 and 1 */
+    PyObject *done_state;
+    unsigned long long inserts;
+} StepsObject;
+
+/* An entry's field `index` as a 64-bit integer, or -1 with an error set. */
+static int
+entry_ticks(PyObject *entry, Py_ssize_t index, long long *out)
+{
+    if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 5) {
+        PyErr_SetString(PyExc_TypeError, "not an idempotency entry");
+        return -1;
+    }
+    *out = PyLong_AsLongLong(PyList_GET_ITEM(entry, index));
+    if (*out == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Drop stale entries at the front (on one insert in SWEEP_EVERY), evict beyond max_keys, and
+ * add `entry` under `composite`; the lock is held. As `claim` in _memory_idempotency.py. */
+static int
+steps_insert(StepsObject *self, PyObject *composite, PyObject *entry, long long now)
+{
+    PyObject *data = self->data;
+    if (++self->inserts % SWEEP_EVERY == 0) {
+        for (int i = 0; i < 2 * SWEEP_EVERY && PyDict_GET_SIZE(data) > 0; i++) {
+            PyObject *iterator = PyObject_GetIter(data);
+            if (iterator == NULL) {
+                return -1;
+            }
+            PyObject *oldest = PyIter_Next(iterator);
+            Py_DECREF(iterator);
+            if (oldest == NULL) {
+                if (PyErr_Occurred()) {
+                    return -1;
+                }
+                break;
+            }
+            PyObject *oldest_entry = PyDict_GetItemWithError(data, oldest);
+            long long expires, limit = now;
+            if (oldest_entry == NULL || !PyTuple_Check(oldest) || PyTuple_GET_SIZE(oldest) < 1) {
+                Py_DECREF(oldest);
+                if (PyErr_Occurred()) {
+                    return -1;
+                }
+                break;
+            }
+            Py_INCREF(oldest_entry);
+            /* Other patterns' entries are lists too, their expiry first. */
+            int failed = PyList_Check(oldest_entry) && PyList_GET_SIZE(oldest_entry) > 0
+                             ? ((expires = PyLong_AsLongLong(PyList_GET_ITEM(oldest_entry, 0))) ==
+                                    -1 &&
+                                PyErr_Occurred())
+                             : (PyErr_SetString(PyExc_TypeError, "not a store entry"), 1);
+            Py_DECREF(oldest_entry);
+            if (failed) {
+                Py_DECREF(oldest);
+                return -1;
+            }
+            PyObject *owner_binding = PyTuple_GET_ITEM(oldest, 0);
+            if (owner_binding != self->binding) {
+                PyObject *reading = PyObject_CallMethodNoArgs(owner_binding, NOW);
+                if (reading == NULL) {
+                    Py_DECREF(oldest);
+                    return -1;
+                }
+                limit = PyLong_AsLongLong(reading);
+                Py_DECREF(reading);
+                if (limit == -1 && PyErr_Occurred()) {
+                    Py_DECREF(oldest);
+                    return -1;
+                }
+            }
+            if (expires > limit) {
+                Py_DECREF(oldest);
+                break;
+            }
+            int deleted = PyObject_DelItem(data, oldest);
+            Py_DECREF(oldest);
+            if (deleted < 0) {
+                return -1;
+            }
+        }
+    }
+    PyObject *max_keys = PyObject_GetAttr(self->store, MAX_KEYS);
+    if (max_keys == NULL) {
+        return -1;
+    }
+    Py_ssize_t limit_keys = PyLong_AsSsize_t(max_keys);
+    Py_DECREF(max_keys);
+    if (limit_keys == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (PyDict_GET_SIZE(data) >= limit_keys) {
+        PyObject *evicted = PyObject_CallOneArg(self->popitem, Py_False);
+        if (evicted == NULL) {
+            return -1;
+        }
+        Py_DECREF(evicted);
+    }
+    return PyObject_SetItem(data, composite, entry);
+}
+
+/* The locked part of `claim`. Returns a new reference, or NULL with an error set. */
+static PyObject *
+steps_claim_locked(StepsObject *self, PyObject *composite, PyObject *owner, PyObject *fingerprint,
+                   long long lease_ms, long long now)
+{
+    PyObject *data = self->data;
+    PyObject *entry = PyDict_GetItemWithError(data, composite);
+    if (entry == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (entry != NULL) {
+        long long expires;
+        if (entry_ticks(entry, 0, &expires) < 0) {
+            return NULL;
+        }
+        if (expires > now) {
+            Py_INCREF(entry);
+            int same = PyObject_RichCompareBool(PyList_GET_ITEM(entry, 3), fingerprint, Py_EQ);
+            PyObject *result = NULL;
+            if (same == 0) {
+                result = Py_NewRef(self->reused);
+            }
+            else if (same > 0) {
+                long long state = PyLong_AsLongLong(PyList_GET_ITEM(entry, 1));
+                if (state == DONE_STATE) {
+                    PyObject *moved = PyObject_CallMethodOneArg(data, MOVE_TO_END, composite);
+                    if (moved != NULL) {
+                        Py_DECREF(moved);
+                        result = PyTuple_Pack(2, self->done, PyList_GET_ITEM(entry, 4));
+                    }
+                }
+                else if (!(state == -1 && PyErr_Occurred())) {
+                    PyObject *left = PyFloat_FromDouble((double)(expires - now) / 1e6);
+                    if (left != NULL) {
+                        result = PyTuple_Pack(2, self->in_progress, left);
+                        Py_DECREF(left);
+                    }
+                }
+            }
+            Py_DECREF(entry);
+            return result;
+        }
+        if (PyObject_DelItem(data, composite) < 0) {
+            return NULL;
+        }
+    }
+    PyObject *expiry = PyLong_FromLongLong(now + lease_ms * 1000);
+    if (expiry == NULL) {
+        return NULL;
+    }
+    PyObject *fresh = PyList_New(5);
+    if (fresh == NULL) {
+        Py_DECREF(expiry);
+        return NULL;
+    }
+    PyList_SET_ITEM(fresh, 0, expiry);
+    PyList_SET_ITEM(fresh, 1, Py_NewRef(self->pending_state));
+    PyList_SET_ITEM(fresh, 2, Py_NewRef(owner));
+    PyList_SET_ITEM(fresh, 3, Py_NewRef(fingerprint));
+    PyList_SET_ITEM(fresh, 4, Py_NewRef(Py_None));
+    int inserted = steps_insert(self, composite, fresh, now);
+    Py_DECREF(fresh);
+    if (inserted < 0) {
+        return NULL;
+    }
+    return Py_NewRef(self->claimed);
+}
+
+static int
+steps_args(PyObject *const *args, Py_ssize_t nargs, const char *name, long long *ms)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 4 arguments (%zd given)", name, nargs);
+        return -1;
+    }
+    if (!PyLong_Check(args[3])) {
+        PyErr_Format(PyExc_TypeError, "%s(): the duration must be an int of milliseconds", name);
+        return -1;
+    }
+    *ms = PyLong_AsLongLong(args[3]);
+    if (*ms == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*ms < 0 || *ms > (1LL << 40)) {
+        PyErr_Format(PyExc_ValueError, "%s(): duration out of range", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+Steps_claim(StepsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long lease_ms, now;
+    double reading;
+    if (steps_args(args, nargs, "claim", &lease_ms) < 0) {
+        return NULL;
+    }
+    PyObject *composite = PyTuple_Pack(2, self->binding, args[0]);
+    if (composite == NULL) {
+        return NULL;
+    }
+    PyObject *entry = PyDict_GetItemWithError(self->data, composite);
+    if ((entry == NULL && PyErr_Occurred()) || read_now(self->monotonic, &now, &reading) < 0) {
+        Py_DECREF(composite);
+        return NULL;
+    }
+    if (entry != NULL && PyList_CheckExact(entry) && PyList_GET_SIZE(entry) == 5 &&
+        PyList_GET_ITEM(entry, 1) == self->done_state) {
+        /* A stored result, read without the lock (see the Python version). */
+        long long expires;
+        Py_INCREF(entry);
+        if (entry_ticks(entry, 0, &expires) < 0) {
+            Py_DECREF(entry);
+            Py_DECREF(composite);
+            return NULL;
+        }
+        if (expires > now) {
+            int same = PyObject_RichCompareBool(PyList_GET_ITEM(entry, 3), args[2], Py_EQ);
+            PyObject *result = same < 0   ? NULL
+                               : same > 0 ? PyTuple_Pack(2, self->done, PyList_GET_ITEM(entry, 4))
+                                          : Py_NewRef(self->reused);
+            Py_DECREF(entry);
+            Py_DECREF(composite);
+            return result;
+        }
+        Py_DECREF(entry);
+    }
+    if (lock_call(self->acquire) < 0) {
+        Py_DECREF(composite);
+        return NULL;
+    }
+    PyObject *result = steps_claim_locked(self, composite, args[1], args[2], lease_ms, now);
+    Py_DECREF(composite);
+    /* Release whatever happened, keeping an error raised before. */
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    int released = lock_call(self->release);
+    if (type != NULL) {
+        if (released < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+        }
+        else {
+            PyErr_Restore(type, value, traceback);
+        }
+    }
+    if (released < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+Steps_complete(StepsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long ttl_ms, now;
+    double reading;
+    if (steps_args(args, nargs, "complete", &ttl_ms) < 0) {
+        return NULL;
+    }
+    PyObject *composite = PyTuple_Pack(2, self->binding, args[0]);
+    if (composite == NULL) {
+        return NULL;
+    }
+    if (lock_call(self->acquire) < 0) {
+        Py_DECREF(composite);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    PyObject *entry = NULL;
+    if (read_now(self->monotonic, &now, &reading) < 0) {
+        goto done;
+    }
+    entry = PyDict_GetItemWithError(self->data, composite);
+    if (entry == NULL) {
+        if (!PyErr_Occurred()) {
+            result = Py_NewRef(Py_False);
+        }
+        goto done;
+    }
+    Py_INCREF(entry);
+    long long expires;
+    if (entry_ticks(entry, 0, &expires) < 0) {
+        goto done;
+    }
+    if (PyList_GET_ITEM(entry, 1) != self->pending_state) {
+        long long state = PyLong_AsLongLong(PyList_GET_ITEM(entry, 1));
+        if (state == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        if (state != PENDING) {
+            result = Py_NewRef(Py_False);
+            goto done;
+        }
+    }
+    int other = PyObject_RichCompareBool(PyList_GET_ITEM(entry, 2), args[1], Py_NE);
+    if (other < 0) {
+        goto done;
+    }
+    if (other || expires <= now) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    PyObject *expiry = PyLong_FromLongLong(now + ttl_ms * 1000);
+    if (expiry == NULL) {
+        goto done;
+    }
+    /* In this order: `claim` reads a DONE entry without the lock. */
+    PyList_SetItem(entry, 4, Py_NewRef(args[2]));
+    PyList_SetItem(entry, 0, expiry);
+    PyList_SetItem(entry, 1, Py_NewRef(self->done_state));
+    result = Py_NewRef(Py_True);
+done:
+    Py_XDECREF(entry);
+    Py_DECREF(composite);
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    int released = lock_call(self->release);
+    if (type != NULL) {
+        if (released < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+        }
+        else {
+            PyErr_Restore(type, value, traceback);
+        }
+    }
+    if (released < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyMethodDef Steps_methods[] = {
+    {"claim", (PyCFunction)(void (*)(void))Steps_claim, METH_FASTCALL,
+     "claim(key, owner, fingerprint, lease_ms): claim key for owner with a lease, or report "
+     "what holds it."},
+    {"complete", (PyCFunction)(void (*)(void))Steps_complete, METH_FASTCALL,
+     "complete(key, owner, result, ttl_ms): store result if owner still holds a live lease."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *
+Steps_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"binding",  "store",   "lock",     "monotonic", "claimed",
+                            "reused",   "done",    "in_progress", NULL};
+    PyObject *binding, *store, *lock, *monotonic, *claimed, *reused, *done, *in_progress;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOO:Steps", names, &binding, &store,
+                                     &lock, &monotonic, &claimed, &reused, &done,
+                                     &in_progress)) {
+        return NULL;
+    }
+    StepsObject *self = (StepsObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->binding = Py_NewRef(binding);
+    self->store = Py_NewRef(store);
+    self->monotonic = Py_NewRef(monotonic);
+    self->claimed = Py_NewRef(claimed);
+    self->reused = Py_NewRef(reused);
+    self->done = Py_NewRef(done);
+    self->in_progress = Py_NewRef(in_progress);
+    self->inserts = 0;
+    if ((self->data = PyObject_GetAttrString(store, "_data")) == NULL ||
+        (self->acquire = PyObject_GetAttrString(lock, "acquire")) == NULL ||
+        (self->release = PyObject_GetAttrString(lock, "release")) == NULL ||
+        (self->popitem = PyObject_GetAttrString(self->data, "popitem")) == NULL ||
+        (self->pending_state = PyLong_FromLong(PENDING)) == NULL ||
+        (self->done_state = PyLong_FromLong(DONE_STATE)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (!PyDict_Check(self->data)) {
+        PyErr_SetString(PyExc_TypeError, "store._data must be a dict");
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+Steps_traverse(StepsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->binding);
+    Py_VISIT(self->store);
+    Py_VISIT(self->data);
+    Py_VISIT(self->acquire);
+    Py_VISIT(self->release);
+    Py_VISIT(self->popitem);
+    Py_VISIT(self->monotonic);
+    Py_VISIT(self->claimed);
+    Py_VISIT(self->reused);
+    Py_VISIT(self->done);
+    Py_VISIT(self->in_progress);
+    return 0;
+}
+
+static int
+Steps_clear(StepsObject *self)
+{
+    Py_CLEAR(self->binding);
+    Py_CLEAR(self->store);
+    Py_CLEAR(self->data);
+    Py_CLEAR(self->acquire);
+    Py_CLEAR(self->release);
+    Py_CLEAR(self->popitem);
+    Py_CLEAR(self->monotonic);
+    Py_CLEAR(self->claimed);
+    Py_CLEAR(self->reused);
+    Py_CLEAR(self->done);
+    Py_CLEAR(self->in_progress);
+    Py_CLEAR(self->pending_state);
+    Py_CLEAR(self->done_state);
+    return 0;
+}
+
+static void
+Steps_dealloc(StepsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Steps_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject StepsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "resilient._speedups.Steps",
+    .tp_basicsize = sizeof(StepsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The claim and complete steps of idempotency records in a MemoryStore "
+              "(see resilient.stores._memory_idempotency).",
+    .tp_new = Steps_new,
+    .tp_traverse = (traverseproc)Steps_traverse,
+    .tp_clear = (inquiry)Steps_clear,
+    .tp_dealloc = (destructor)Steps_dealloc,
+    .tp_methods = Steps_methods,
+};
+
+/* `resilient._idempotency.held_as_they_are`: whether every value is an exact str or an exact
+ * int of at most 64 bits, the strings EXACT_MAX (64) characters together at most. */
+static PyObject *
+held_as_they_are(PyObject *module, PyObject *values)
+{
+    if (!PyTuple_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a tuple");
+        return NULL;
+    }
+    Py_ssize_t room = 64;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); i++) {
+        PyObject *value = PyTuple_GET_ITEM(values, i);
+        if (PyUnicode_CheckExact(value)) {
+            room -= PyUnicode_GET_LENGTH(value);
+        }
+        else if (PyLong_CheckExact(value)) {
+            int overflow;
+            long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (number == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+            if (overflow) {
+                Py_RETURN_FALSE;
+            }
+        }
+        else {
+            Py_RETURN_FALSE;
+        }
+        if (room < 0) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef module_functions[] = {
+    {"held_as_they_are", held_as_they_are, METH_O,
+     "Whether an exact fingerprint holds these argument values as they are."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "resilient._speedups",
-    .m_doc = "Optional C versions of resilient's hottest paths (the memory token bucket).",
+    .m_doc = "Optional C versions of resilient's hottest paths (the memory token bucket, "
+              "idempotency records in memory).",
     .m_size = -1,
+    .m_methods = module_functions,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&GCRAType) < 0) {
+    if (PyType_Ready(&GCRAType) < 0 || PyType_Ready(&StepsType) < 0) {
         return NULL;
     }
     ONE = PyLong_FromLong(1);
     EMPTY = PyUnicode_FromString("");
     ZERO_FLOAT = PyFloat_FromDouble(0.0);
     ACTIVE = PyUnicode_InternFromString("active");
-    if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL) {
+    MAX_KEYS = PyUnicode_InternFromString("max_keys");
+    NOW = PyUnicode_InternFromString("now");
+    MOVE_TO_END = PyUnicode_InternFromString("move_to_end");
+    if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL || MAX_KEYS == NULL ||
+        NOW == NULL || MOVE_TO_END == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
@@ -761,6 +1287,12 @@ PyInit__speedups(void)
     Py_INCREF(&GCRAType);
     if (PyModule_AddObject(m, "GCRA", (PyObject *)&GCRAType) < 0) {
         Py_DECREF(&GCRAType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&StepsType);
+    if (PyModule_AddObject(m, "Steps", (PyObject *)&StepsType) < 0) {
+        Py_DECREF(&StepsType);
         Py_DECREF(m);
         return NULL;
     }

@@ -31,3 +31,26 @@ class GCRA:
         """Take ``cost`` units for ``key`` if they are available now; never waits."""
     def decide(self, key: str, cost: int, /) -> Any:
         """The decision, without the event."""
+
+class Steps:
+    """The claim and complete steps of idempotency records in a MemoryStore."""
+
+    def __init__(
+        self,
+        *,
+        binding: object,
+        store: Any,
+        lock: Any,
+        monotonic: Callable[[], float] | None,
+        claimed: tuple[int, None],
+        reused: tuple[int, None],
+        done: int,
+        in_progress: int,
+    ) -> None: ...
+    def claim(self, key: str, owner: Any, fingerprint: Any, lease_ms: int, /) -> tuple[int, Any]:
+        """Claim ``key`` for ``owner`` with a lease, or report what holds it."""
+    def complete(self, key: str, owner: Any, result: bytes, ttl_ms: int, /) -> bool:
+        """Store ``result`` for ``ttl_ms`` if ``owner`` still holds a live lease on ``key``."""
+
+def held_as_they_are(values: tuple[Any, ...], /) -> bool:
+    """Whether an exact fingerprint holds these argument values as they are."""

@@ -162,6 +162,7 @@ class IdempotencyMachine(RuleBasedStateMachine):
             assert not self.plans
 
 
+@pytest.mark.usefixtures("gcra_impl")  # the C steps of the memory store, and the Python ones
 def test_idempotency_matches_its_model() -> None:
     IdempotencyMachine.calls = 0
     run_state_machine_as_test(IdempotencyMachine, settings=bounded(60, 30))

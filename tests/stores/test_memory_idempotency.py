@@ -1,12 +1,24 @@
-"""The memory idempotency backend: claim, complete, release, read; leases and bounds."""
+"""The memory idempotency backend: claim, complete, release, read; leases and bounds.
+
+Every test runs on the C steps (resilient._speedups.Steps) and on the pure Python ones (the
+``gcra_impl`` fixture chooses the extension or none).
+"""
 
 from __future__ import annotations
 
+import gc
+import sys
+import threading
 from typing import Any
 
+import pytest
+
+from resilient._clock import SYSTEM_CLOCK
 from resilient._idempotency import CLAIMED, DONE, IN_PROGRESS, REUSED
 from resilient.stores import MemoryStore
 from resilient.testing import FakeClock
+
+pytestmark = pytest.mark.usefixtures("gcra_impl")
 
 
 def backend(clock: FakeClock, max_keys: int = 100) -> tuple[MemoryStore, Any]:
@@ -94,3 +106,111 @@ async def test_async_steps_are_the_sync_ones() -> None:
     assert await b.acomplete(key, "o", b"r", 1_000)
     assert await b.aread(key) == ("done", "fp", b"r")
     assert not await b.arelease(key, "o")
+
+
+def test_the_steps_are_the_chosen_version(gcra_impl: str) -> None:
+    _, b = backend(FakeClock())
+    native = type(b.claim).__name__ == "builtin_function_or_method"
+    assert native == (gcra_impl == "c")
+
+
+def test_the_steps_on_the_system_clock() -> None:
+    store = MemoryStore()
+    b = store._bind_idempotency(SYSTEM_CLOCK)
+    key = b.storage_key("ns", "k")
+    assert b.claim(key, 1, ("a", 5), 60_000) == (CLAIMED, None)
+    status, left = b.claim(key, 2, ("a", 5), 60_000)
+    assert status == IN_PROGRESS
+    assert 59.0 < left <= 60.0
+    assert b.complete(key, 1, b"5", 60_000)
+    assert b.claim(key, 2, ("a", 5), 60_000) == (DONE, b"5")
+    assert b.claim(key, 2, ("a", 6), 60_000) == (REUSED, None)
+    assert not b.complete(key, 1, b"6", 60_000)  # done: never overwritten
+    assert b.read(key) == ("done", ("a", 5), b"5")
+
+
+def test_stale_entries_of_another_binding_are_swept_on_its_own_clock() -> None:
+    store = MemoryStore(max_keys=1_000)
+    old_clock, new_clock = FakeClock(), FakeClock(start=5_000.0)
+    old = store._bind_idempotency(old_clock)
+    new = store._bind_idempotency(new_clock)
+    for name in "abcd":
+        old.claim(old.storage_key("ns", name), 1, "fp", 1_000)
+    old_clock.advance(2)  # the old binding's leases are over on its own clock
+    for name in "efghijkl":
+        new.claim(new.storage_key("ns", name), 1, "fp", 1_000)
+    assert len(store) == 8  # the 4 stale ones were dropped by inserts of the other binding
+
+
+class Exploding:
+    """A fingerprint whose comparison raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("boom")
+
+    __hash__ = object.__hash__
+
+
+def test_an_error_with_the_lock_held_is_raised_and_releases_the_lock() -> None:
+    store, b = backend(FakeClock())
+    key = b.storage_key("ns", "k")
+    b.claim(key, 1, Exploding(), 10_000)
+    with pytest.raises(RuntimeError, match="boom"):
+        b.claim(key, 2, "fp", 10_000)
+    assert store._lock.acquire(blocking=False)  # released
+    store._lock.release()
+    with pytest.raises(TypeError):
+        b.claim(b.storage_key("ns", "other"), 2, "fp", "10")
+    with pytest.raises(TypeError):
+        b.complete(key, 1, b"x")  # type: ignore[call-arg]
+    assert b.complete(key, 1, b"x", 10_000)  # the store still works
+
+
+def test_claims_race_in_threads_and_exactly_one_wins() -> None:
+    _, b = backend(FakeClock())
+    key = b.storage_key("ns", "k")
+    barrier = threading.Barrier(8)
+    won: list[int] = []
+
+    def contend(owner: int) -> None:
+        barrier.wait()
+        for _ in range(200):
+            if b.claim(key, owner, "fp", 60_000) == (CLAIMED, None):
+                won.append(owner)
+
+    threads = [threading.Thread(target=contend, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+
+
+def test_the_steps_leak_no_references() -> None:
+    clock = FakeClock()
+    _, b = backend(clock)
+    fingerprint, owner, result = ("a", 10**30), object(), b"r"
+
+    def counts() -> tuple[int, int, int]:
+        gc.collect()
+        return sys.getrefcount(fingerprint), sys.getrefcount(owner), sys.getrefcount(result)
+
+    def rounds() -> None:
+        for n in range(50):
+            key = f"k{n}"
+            b.claim(key, owner, fingerprint, 1_000)  # claimed
+            b.claim(key, owner, fingerprint, 1_000)  # in progress
+            b.claim(key, owner, "other", 1_000)  # reused
+            b.complete(key, owner, result, 1_000)
+            b.claim(key, owner, fingerprint, 1_000)  # done
+            b.complete(key, owner, result, 1_000)  # not pending any more
+        clock.advance(5)
+        for n in range(50):
+            b.claim(f"k{n}", owner, fingerprint, 1_000)  # expired: replaced
+        clock.advance(5)
+
+    rounds()
+    before = counts()
+    rounds()
+    rounds()
+    assert counts() == before

@@ -72,6 +72,9 @@ class _RedisIdempotency:
 
     suspends = True
 
+    #: Keys and fingerprints are SHA-256 digests (see `IdempotencyBackend`).
+    exact = False
+
     def storage_key(self, namespace: str, key: str) -> str:
         """``<prefix>:idem:<namespace>:<sha256(key)>``."""
         return f"{self._prefix}{namespace}:{hashlib.sha256(key.encode()).hexdigest()}"
