@@ -1,4 +1,7 @@
-/* resilient._speedups: the memory token bucket's decision in C.
+/* resilient._speedups: the hottest paths in C.
+ *
+ * - `GCRA`: the memory token bucket's decision (below).
+ * - `tally`: a histogram's batch of durations counted into its buckets (see its section).
  *
  * `GCRA` is what `resilient.stores._memory._GCRA` builds in pure Python (the closure in
  * `_GCRA._build`), computed with the same formulas (`resilient._rate_limit.gcra`) on 64-bit
@@ -734,11 +737,105 @@ static PyTypeObject GCRAType = {
     .tp_getset = GCRA_getset,
 };
 
+/* -- histograms: counting a batch of durations into buckets ----------------------------- */
+
+#define MAX_BOUNDS 256
+
+/* tally(batch, bounds) -> (counts, total) | None: counts[i] is how many items of `batch` are
+ * at most bounds[i] (ascending ints), total their sum: what sorting the batch and bisecting
+ * it at each bound gives, in one pass without the sort, which cost most of a fold. None when
+ * an item or a bound is not an int within 64 bits, the bounds are not ascending or too many,
+ * or the sum would overflow: the caller then does it in Python. */
+static PyObject *
+tally(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "tally() takes a list and a tuple");
+        return NULL;
+    }
+    PyObject *batch = args[0], *bound_items = args[1];
+    Py_ssize_t k = PyTuple_GET_SIZE(bound_items);
+    if (k > MAX_BOUNDS) {
+        Py_RETURN_NONE;
+    }
+    long long bounds[MAX_BOUNDS];
+    Py_ssize_t hits[MAX_BOUNDS + 1] = {0};
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *item = PyTuple_GET_ITEM(bound_items, i);
+        int overflow = 0;
+        if (!PyLong_CheckExact(item)) {
+            Py_RETURN_NONE;
+        }
+        bounds[i] = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (overflow || (i > 0 && bounds[i] < bounds[i - 1])) {
+            Py_RETURN_NONE;
+        }
+    }
+    long long total = 0;
+    /* The list is read by index with no Python code run in between: it cannot change. */
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *item = PyList_GET_ITEM(batch, j);
+        int overflow = 0;
+        if (!PyLong_CheckExact(item)) {
+            Py_RETURN_NONE;
+        }
+        long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (overflow || __builtin_add_overflow(total, value, &total)) {
+            Py_RETURN_NONE;
+        }
+        /* The first bound >= value: the item counts for it and every later one. */
+        Py_ssize_t low = 0, high = k;
+        while (low < high) {
+            Py_ssize_t middle = (low + high) / 2;
+            if (bounds[middle] < value) {
+                low = middle + 1;
+            }
+            else {
+                high = middle;
+            }
+        }
+        hits[low]++;
+    }
+    PyObject *counts = PyList_New(k);
+    if (counts == NULL) {
+        return NULL;
+    }
+    Py_ssize_t running = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        running += hits[i];
+        PyObject *count = PyLong_FromSsize_t(running);
+        if (count == NULL) {
+            Py_DECREF(counts);
+            return NULL;
+        }
+        PyList_SET_ITEM(counts, i, count);
+    }
+    PyObject *sum = PyLong_FromLongLong(total);
+    if (sum == NULL) {
+        Py_DECREF(counts);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, counts, sum);
+    Py_DECREF(counts);
+    Py_DECREF(sum);
+    return pair;
+}
+
+static PyMethodDef module_methods[] = {
+    {"tally", (PyCFunction)(void (*)(void))tally, METH_FASTCALL,
+     "tally($module, batch, bounds, /)\n--\n\n"
+     "(counts of items <= each ascending bound, their sum), or None: see _speedups.c."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "resilient._speedups",
-    .m_doc = "Optional C versions of resilient's hottest paths (the memory token bucket).",
+    .m_doc = "Optional C versions of resilient's hottest paths (the memory token bucket, "
+             "a histogram's fold).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

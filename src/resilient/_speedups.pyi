@@ -31,3 +31,6 @@ class GCRA:
         """Take ``cost`` units for ``key`` if they are available now; never waits."""
     def decide(self, key: str, cost: int, /) -> Any:
         """The decision, without the event."""
+
+def tally(batch: list[int], bounds: tuple[int, ...], /) -> tuple[list[int], int] | None:
+    """(counts of items <= each ascending bound, their sum), or None: see _speedups.c."""

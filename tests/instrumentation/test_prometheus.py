@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -595,3 +596,37 @@ async def test_async_calls_are_timed_inline_by_default() -> None:
     assert pick(final, "resilient_call_duration_seconds_count", "async-timed") == {
         labels(policy="retry", name="async-timed"): 5.0
     }
+
+
+def test_folding_counts_like_sorting_and_bisecting() -> None:
+    import random
+
+    from resilient.instrumentation import _calls
+
+    seconds = (0.0, 5e-9, 5e-9, 1e-8, 2.0**32, math.inf)
+    bounds = _calls._Timings("retry", "t", seconds)._bounds_ns  # at most b s: <= floor(b * 1e9)
+    # (a batch, whether C takes it); the others are left to the pure Python fold.
+    batches = [
+        ([], True),
+        ([0, 4, 5, 6, 10, 11, 2**32 * 10**9, 2**32 * 10**9 + 1], True),
+        ([random.randrange(-3, 20) for _ in range(500)], True),
+        ([2**63], False),  # beyond 64 bits
+        ([1, True], False),  # not exactly an int
+        ([2**62, 2**62, 2**62], False),  # a sum beyond 64 bits
+    ]
+    for batch, native in batches:
+        expected = ([sum(1 for d in batch if d <= b) for b in bounds], sum(batch))
+        if _calls._tally is not None:
+            tallied = _calls._tally(batch, bounds)
+            if native:
+                assert tallied is not None
+                assert (list(tallied[0]), tallied[1]) == expected
+            else:
+                assert tallied is None
+        timings = _calls._Timings("retry", "t", seconds)
+        timings.nanos.extend(batch)
+        timings.fold()
+        assert timings.nanos == []
+        histogram, total = timings.histogram()
+        assert [count for _, count in histogram] == [*expected[0], len(batch)]
+        assert total == pytest.approx(expected[1] / 1e9)

@@ -22,12 +22,18 @@ from typing import Any
 
 from .._circuit_breaker import CircuitState
 from .._events import CallSink
+from .._native import load_speedups
 
 # Every state a breaker can report, so each gets its 0/1 series from the first scrape; shared by
 # both exporters.
 STATES = tuple(state.value for state in CircuitState)
 
 __all__: list[str] = []
+
+#: ``tally(batch, bounds)`` from the C extension, or None (the tests swap it to run both).
+_tally: Callable[[list[int], tuple[int, ...]], tuple[list[int], int] | None] | None = getattr(
+    load_speedups(), "tally", None
+)
 
 # A bucket's counter folds the pending durations into the sum every this many calls (+1), so
 # the list of durations not yet added up stays short even if nobody reads them.
@@ -138,12 +144,21 @@ class _Timings(_Counts):
                 return
             batch = nanos[:n]
             del nanos[:n]
-            batch.sort()
             counts = self._ns_buckets
-            for i, bound in enumerate(self._bounds_ns):
-                counts[i] += bisect_right(batch, bound)
+            # In C, one pass (about 5 ns a duration, against some 90 for the sort below, which
+            # would cost a timed call more than the rest of its bookkeeping).
+            tallied = _tally(batch, self._bounds_ns) if _tally is not None else None
+            if tallied is not None:
+                for i, count in enumerate(tallied[0]):
+                    counts[i] += count
+                total = tallied[1]
+            else:
+                batch.sort()
+                for i, bound in enumerate(self._bounds_ns):
+                    counts[i] += bisect_right(batch, bound)
+                total = sum(batch)
             self._ns_calls += n
-            self._ns_sum += sum(batch)
+            self._ns_sum += total
 
     def _fold_seconds(self) -> float:
         """Add the pending durations to the sum (only here are they removed); the sum."""
