@@ -1,6 +1,7 @@
 /* resilient._speedups: the hottest paths in C.
  *
  * - `GCRA`: the memory token bucket's decision (below).
+ * - `RetryCall`: a function decorated with a plain retry, its success path (see its section).
  * - `tally`: a histogram's batch of durations counted into its buckets (see its section).
  *
  * `GCRA` is what `resilient.stores._memory._GCRA` builds in pure Python (the closure in
@@ -19,6 +20,12 @@
 #include <Python.h>
 #include <math.h>
 #include <time.h>
+#if PY_VERSION_HEX >= 0x030C0000
+#define OBJECT_EX Py_T_OBJECT_EX
+#else
+#include <structmember.h>
+#define OBJECT_EX T_OBJECT_EX
+#endif
 
 #define TICKS_PER_SECOND 1000000LL
 /* Clock readings beyond this many ticks (about 36,000 years) are refused: every sum of a
@@ -737,6 +744,576 @@ static PyTypeObject GCRAType = {
     .tp_getset = GCRA_getset,
 };
 
+/* -- retry: the decorated function's success path --------------------------------------- */
+
+/* `RetryCall` is what `Retry._wrap_sync` builds in pure Python for a retry with nothing to do
+ * before or after an attempt (the `fast_wrapper` closure), step for step: the same reads of
+ * the event hub, the same clock (CLOCK_MONOTONIC, which `time.monotonic_ns` reads on Linux),
+ * and every failure handed, with the same arguments, to the same Python functions (the retry
+ * loop, `counted`, `clocked`, `timed`), so retries, events and metrics do not depend on which
+ * version runs. What C saves is the Python frame of the wrapper and, when durations are
+ * taken, the two calls of `time.monotonic_ns`: about the cost of the whole success path. */
+
+static PyObject *TIMING;   /* "timing" */
+static PyObject *COUNTING; /* "counting" */
+static PyObject *NANOS;    /* "nanos" */
+
+enum { HUB_TIMING, HUB_COUNTING, HUB_NANOS, HUB_SLOTS };
+
+/* Whether a dict's version tag (PEP 509) can tell that a dict did not change since a lookup:
+ * CPython bumps it on every change, to a value no dict had before. Not after 3.13, which
+ * deprecated the field. */
+#if PY_VERSION_HEX < 0x030E0000
+#define REMEMBER_LOOKUPS 1
+#else
+#define REMEMBER_LOOKUPS 0
+#endif
+
+/* The last answer of `HUB.counting.get(key)` (or of `nanos`): the dict asked, its version
+ * then, the answer. Between two (un)subscribes those dicts only change when a policy is
+ * first seen, so the answer stands, and hashing and comparing the key tuple again would cost
+ * about as much as the rest of an instrumented call. Strong references: a dict alive cannot
+ * be replaced by another at the same address. */
+typedef struct {
+    PyObject *mapping;
+    unsigned long long version;
+    PyObject *value;
+} Remembered;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *fn;      /* the decorated function */
+    PyObject *slow;    /* policy._retry_sync(fn, args, kwargs, error, None, 0.0, name) */
+    PyObject *run;     /* policy._run_sync, for `timed` */
+    PyObject *policy;
+    PyObject *name;
+    PyObject *key;     /* (kind, name): the key of HUB.counting and HUB.nanos */
+    PyObject *hub;
+    PyObject *timed;   /* resilient._events.timed, counted, clocked, fold */
+    PyObject *counted;
+    PyObject *clocked;
+    PyObject *fold;
+    Py_ssize_t fold_at;
+    int system;        /* the policy reads the system clock: durations may be taken here */
+    /* Where the hub's slots `timing`, `counting` and `nanos` live in the hub object (its
+     * class's __slots__), or -1 to read them as attributes. */
+    Py_ssize_t offsets[HUB_SLOTS];
+    Remembered counting;
+    Remembered nanos;
+    PyObject *dict;    /* __dict__: what functools.update_wrapper sets (__wrapped__...) */
+    PyObject *weakrefs;
+} RetryCallObject;
+
+/* The hub's attribute `which` (a new reference). A slot is read in place: the same value as
+ * `getattr(hub, name)`, without the attribute lookup, which would cost about as much as the
+ * rest of the uninstrumented call. */
+static PyObject *
+hub_get(RetryCallObject *self, int which)
+{
+    Py_ssize_t offset = self->offsets[which];
+    if (offset >= 0) {
+        PyObject *value = *(PyObject **)((char *)self->hub + offset);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    PyObject *name = which == HUB_TIMING ? TIMING : which == HUB_COUNTING ? COUNTING : NANOS;
+    return PyObject_GetAttr(self->hub, name);
+}
+
+#if REMEMBER_LOOKUPS
+static unsigned long long
+version_of(PyObject *dict)
+{
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)dict)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+#endif
+
+/* `mapping.get(key)` (a new reference; None when missing), answered from `memo` when the
+ * mapping is the dict asked last time and has not changed since. */
+static PyObject *
+lookup(Remembered *memo, PyObject *mapping, PyObject *key)
+{
+    if (!PyDict_CheckExact(mapping)) {
+        return PyObject_CallMethod(mapping, "get", "O", key);
+    }
+#if REMEMBER_LOOKUPS
+    unsigned long long version = version_of(mapping);
+    if (memo->mapping == mapping && memo->version == version) {
+        return Py_NewRef(memo->value);
+    }
+#endif
+    PyObject *value = PyDict_GetItemWithError(mapping, key); /* borrowed */
+    if (value == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        value = Py_None;
+    }
+    Py_INCREF(value);
+#if REMEMBER_LOOKUPS
+    /* Unless the lookup itself saw the dict change (a key's __eq__ can run any code). The
+     * new answer is in place before the old one is let go: freeing it can run code too. */
+    if (version_of(mapping) == version) {
+        PyObject *old_mapping = memo->mapping, *old_value = memo->value;
+        memo->mapping = Py_NewRef(mapping);
+        memo->version = version;
+        memo->value = Py_NewRef(value);
+        Py_XDECREF(old_mapping);
+        Py_XDECREF(old_value);
+    }
+#endif
+    return value;
+}
+
+/* The positional arguments as a tuple and the keyword arguments as a new dict: what the
+ * Python wrapper's ``*args, **kwargs`` hold. */
+static int
+pack_arguments(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **tuple,
+               PyObject **kwargs)
+{
+    *tuple = PyTuple_New(nargs);
+    if (*tuple == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(*tuple, i, args[i]);
+    }
+    *kwargs = PyDict_New();
+    if (*kwargs == NULL) {
+        Py_CLEAR(*tuple);
+        return -1;
+    }
+    if (kwnames != NULL) {
+        Py_ssize_t count = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (PyDict_SetItem(*kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                Py_CLEAR(*tuple);
+                Py_CLEAR(*kwargs);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The pending exception, taken out of the thread state (a new reference; its traceback
+ * attached, as `except BaseException as exc` would see it). */
+static PyObject *
+take_error(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+        Py_DECREF(traceback);
+    }
+    Py_DECREF(type);
+    return value;
+#endif
+}
+
+/* The first attempt raised (the error pending): ``handler(*prefix, fn, args, kwargs, error,
+ * None, 0.0, name)``, where `handler` is the retry loop itself, `counted` or `clocked`. */
+static PyObject *
+hand_over(RetryCallObject *self, PyObject *handler, PyObject *first, PyObject *second,
+          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *error = take_error();
+    PyObject *tuple, *kwargs;
+    if (pack_arguments(args, nargs, kwnames, &tuple, &kwargs) < 0) {
+        Py_DECREF(error);
+        return NULL;
+    }
+    PyObject *call[10];
+    int n = 0;
+    if (first != NULL) {
+        call[n++] = first;
+    }
+    if (second != NULL) {
+        call[n++] = second;
+    }
+    if (handler != self->slow) {
+        call[n++] = self->slow;
+    }
+    call[n++] = self->fn;
+    call[n++] = tuple;
+    call[n++] = kwargs;
+    call[n++] = error;
+    call[n++] = Py_None;
+    call[n++] = ZERO_FLOAT;
+    call[n++] = self->name;
+    PyObject *result = PyObject_Vectorcall(handler, call, n, NULL);
+    Py_DECREF(tuple);
+    Py_DECREF(kwargs);
+    Py_DECREF(error);
+    return result;
+}
+
+/* ``timed(policy, name, run, (fn, args, kwargs, name), {})``: the whole call through the
+ * Python version, while the hub has no inline way for this key. */
+static PyObject *
+through_timed(RetryCallObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *tuple, *kwargs;
+    if (pack_arguments(args, nargs, kwnames, &tuple, &kwargs) < 0) {
+        return NULL;
+    }
+    PyObject *packed = PyTuple_Pack(4, self->fn, tuple, kwargs, self->name);
+    Py_DECREF(tuple);
+    Py_DECREF(kwargs);
+    if (packed == NULL) {
+        return NULL;
+    }
+    PyObject *empty = PyDict_New();
+    if (empty == NULL) {
+        Py_DECREF(packed);
+        return NULL;
+    }
+    PyObject *call[5] = {self->policy, self->name, self->run, packed, empty};
+    PyObject *result = PyObject_Vectorcall(self->timed, call, 5, NULL);
+    Py_DECREF(packed);
+    Py_DECREF(empty);
+    return result;
+}
+
+static int
+monotonic_ns(long long *now)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    *now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return 0;
+}
+
+/* One successful call timed here: its duration appended to `nanos`, folded at `fold_at`. */
+static PyObject *
+timed_inline(RetryCallObject *self, PyObject *nanos, PyObject *const *args, size_t nargsf,
+             PyObject *kwnames)
+{
+    long long start, end;
+    if (monotonic_ns(&start) < 0) {
+        return NULL;
+    }
+    PyObject *result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+    if (result == NULL) {
+        PyObject *begun = PyLong_FromLongLong(start);
+        if (begun == NULL) {
+            return NULL; /* the call's error is lost in a MemoryError, as in Python */
+        }
+        result = hand_over(self, self->clocked, self->key, begun, args,
+                           PyVectorcall_NARGS(nargsf), kwnames);
+        Py_DECREF(begun);
+        return result;
+    }
+    if (monotonic_ns(&end) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    PyObject *duration = PyLong_FromLongLong(end - start);
+    if (duration == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_ssize_t length;
+    if (PyList_CheckExact(nanos)) {
+        /* Appending is one step under the GIL: no duration is lost between threads. */
+        int failed = PyList_Append(nanos, duration);
+        Py_DECREF(duration);
+        if (failed < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        length = PyList_GET_SIZE(nanos);
+    }
+    else {
+        PyObject *done = PyObject_CallMethod(nanos, "append", "O", duration);
+        Py_DECREF(duration);
+        if (done == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(done);
+        length = PyObject_Length(nanos);
+        if (length < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    if (length >= self->fold_at) {
+        PyObject *done = PyObject_CallOneArg(self->fold, self->key);
+        if (done == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(done);
+    }
+    return result;
+}
+
+static PyObject *
+RetryCall_vectorcall(RetryCallObject *self, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *flag = hub_get(self, HUB_TIMING);
+    if (flag == NULL) {
+        return NULL;
+    }
+    int timing = flag == Py_True ? 1 : flag == Py_False ? 0 : PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    if (timing < 0) {
+        return NULL;
+    }
+    if (!timing) {
+        PyObject *result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+        if (result != NULL) {
+            return result;
+        }
+        return hand_over(self, self->slow, NULL, NULL, args, nargs, kwnames);
+    }
+    PyObject *counting = hub_get(self, HUB_COUNTING);
+    if (counting == NULL) {
+        return NULL;
+    }
+    PyObject *success = lookup(&self->counting, counting, self->key);
+    Py_DECREF(counting);
+    if (success == NULL) {
+        return NULL;
+    }
+    if (success != Py_None) {
+        /* Counted without a duration. */
+        PyObject *result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+        if (result == NULL) {
+            Py_DECREF(success);
+            return hand_over(self, self->counted, self->key, NULL, args, nargs, kwnames);
+        }
+        PyObject *done = PyObject_CallNoArgs(success);
+        Py_DECREF(success);
+        if (done == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(done);
+        return result;
+    }
+    Py_DECREF(success);
+    PyObject *nanos = Py_None;
+    Py_INCREF(nanos);
+    if (self->system) {
+        PyObject *table = hub_get(self, HUB_NANOS);
+        if (table == NULL) {
+            Py_DECREF(nanos);
+            return NULL;
+        }
+        Py_SETREF(nanos, lookup(&self->nanos, table, self->key));
+        Py_DECREF(table);
+        if (nanos == NULL) {
+            return NULL;
+        }
+    }
+    if (nanos == Py_None) { /* not bound yet, or several sinks, or another clock */
+        Py_DECREF(nanos);
+        return through_timed(self, args, nargs, kwnames);
+    }
+    PyObject *result = timed_inline(self, nanos, args, nargsf, kwnames);
+    Py_DECREF(nanos);
+    return result;
+}
+
+/* Bound to an instance like a function: a method decorated with @retry stays a method. */
+static PyObject *
+RetryCall_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    if (instance == NULL || instance == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, instance);
+}
+
+/* The hub's slot `name` as an offset into the hub object, or -1: found only when the hub's
+ * class defines it as a plain object slot (a `__slots__` entry), which reads the same in
+ * place as through getattr. */
+static Py_ssize_t
+slot_offset(PyObject *hub, PyObject *name)
+{
+    PyObject *descriptor = PyObject_GetAttr((PyObject *)Py_TYPE(hub), name);
+    if (descriptor == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
+        if (member->type == OBJECT_EX && member->offset > 0 &&
+            PyObject_TypeCheck(hub, PyDescr_TYPE(descriptor))) {
+            offset = member->offset;
+        }
+    }
+    Py_DECREF(descriptor);
+    return offset;
+}
+
+static PyObject *
+RetryCall_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"fn",      "slow",   "run",     "policy",  "name",
+                            "key",     "hub",    "system",  "timed",   "counted",
+                            "clocked", "fold",   "fold_at", NULL};
+    PyObject *fn, *slow, *run, *policy, *name, *key, *hub, *timed, *counted, *clocked, *fold;
+    int system;
+    Py_ssize_t fold_at;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOpOOOOn:RetryCall", names, &fn,
+                                     &slow, &run, &policy, &name, &key, &hub, &system, &timed,
+                                     &counted, &clocked, &fold, &fold_at)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "fn must be callable");
+        return NULL;
+    }
+    RetryCallObject *self = (RetryCallObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)RetryCall_vectorcall;
+    self->fn = Py_NewRef(fn);
+    self->slow = Py_NewRef(slow);
+    self->run = Py_NewRef(run);
+    self->policy = Py_NewRef(policy);
+    self->name = Py_NewRef(name);
+    self->key = Py_NewRef(key);
+    self->hub = Py_NewRef(hub);
+    self->timed = Py_NewRef(timed);
+    self->counted = Py_NewRef(counted);
+    self->clocked = Py_NewRef(clocked);
+    self->fold = Py_NewRef(fold);
+    self->fold_at = fold_at;
+    self->system = system;
+    self->offsets[HUB_TIMING] = slot_offset(hub, TIMING);
+    self->offsets[HUB_COUNTING] = slot_offset(hub, COUNTING);
+    self->offsets[HUB_NANOS] = slot_offset(hub, NANOS);
+    return (PyObject *)self;
+}
+
+static int
+RetryCall_traverse(RetryCallObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fn);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->run);
+    Py_VISIT(self->policy);
+    Py_VISIT(self->name);
+    Py_VISIT(self->key);
+    Py_VISIT(self->hub);
+    Py_VISIT(self->timed);
+    Py_VISIT(self->counted);
+    Py_VISIT(self->clocked);
+    Py_VISIT(self->fold);
+    Py_VISIT(self->dict);
+    Py_VISIT(self->counting.mapping);
+    Py_VISIT(self->counting.value);
+    Py_VISIT(self->nanos.mapping);
+    Py_VISIT(self->nanos.value);
+    return 0;
+}
+
+static int
+RetryCall_clear(RetryCallObject *self)
+{
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->run);
+    Py_CLEAR(self->policy);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->key);
+    Py_CLEAR(self->hub);
+    Py_CLEAR(self->timed);
+    Py_CLEAR(self->counted);
+    Py_CLEAR(self->clocked);
+    Py_CLEAR(self->fold);
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->counting.mapping);
+    Py_CLEAR(self->counting.value);
+    Py_CLEAR(self->nanos.mapping);
+    Py_CLEAR(self->nanos.value);
+    return 0;
+}
+
+static void
+RetryCall_dealloc(RetryCallObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    RetryCall_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+RetryCall_repr(RetryCallObject *self)
+{
+    return PyUnicode_FromFormat("<retrying %R>", self->fn);
+}
+
+/* Pickled by reference, as the function it replaces was (its module and qualified name, set
+ * by functools.update_wrapper): a module-level decorated function can still be sent to another
+ * process. copy.copy and copy.deepcopy return it unchanged, as they do a function. */
+static PyObject *
+RetryCall_reduce(PyObject *self, PyObject *unused)
+{
+    return PyObject_GetAttrString(self, "__qualname__");
+}
+
+static PyMethodDef RetryCall_methods[] = {
+    {"__reduce__", RetryCall_reduce, METH_NOARGS, "Pickled by its qualified name."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef RetryCall_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RetryCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "resilient._speedups.RetryCall",
+    .tp_basicsize = sizeof(RetryCallObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A function decorated with a retry (see resilient._retry.Retry._wrap_sync).",
+    .tp_new = RetryCall_new,
+    .tp_traverse = (traverseproc)RetryCall_traverse,
+    .tp_clear = (inquiry)RetryCall_clear,
+    .tp_dealloc = (destructor)RetryCall_dealloc,
+    .tp_repr = (reprfunc)RetryCall_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(RetryCallObject, vectorcall),
+    .tp_descr_get = RetryCall_get,
+    .tp_dictoffset = offsetof(RetryCallObject, dict),
+    .tp_weaklistoffset = offsetof(RetryCallObject, weakrefs),
+    .tp_getset = RetryCall_getset,
+    .tp_methods = RetryCall_methods,
+};
+
 /* -- histograms: counting a batch of durations into buckets ----------------------------- */
 
 #define MAX_BOUNDS 256
@@ -833,7 +1410,7 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "resilient._speedups",
     .m_doc = "Optional C versions of resilient's hottest paths (the memory token bucket, "
-             "a histogram's fold).",
+             "a retried call's success path, a histogram's fold).",
     .m_size = -1,
     .m_methods = module_methods,
 };
@@ -841,14 +1418,18 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&GCRAType) < 0) {
+    if (PyType_Ready(&GCRAType) < 0 || PyType_Ready(&RetryCallType) < 0) {
         return NULL;
     }
     ONE = PyLong_FromLong(1);
     EMPTY = PyUnicode_FromString("");
     ZERO_FLOAT = PyFloat_FromDouble(0.0);
     ACTIVE = PyUnicode_InternFromString("active");
-    if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL) {
+    TIMING = PyUnicode_InternFromString("timing");
+    COUNTING = PyUnicode_InternFromString("counting");
+    NANOS = PyUnicode_InternFromString("nanos");
+    if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL || TIMING == NULL ||
+        COUNTING == NULL || NANOS == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
@@ -858,6 +1439,12 @@ PyInit__speedups(void)
     Py_INCREF(&GCRAType);
     if (PyModule_AddObject(m, "GCRA", (PyObject *)&GCRAType) < 0) {
         Py_DECREF(&GCRAType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&RetryCallType);
+    if (PyModule_AddObject(m, "RetryCall", (PyObject *)&RetryCallType) < 0) {
+        Py_DECREF(&RetryCallType);
         Py_DECREF(m);
         return NULL;
     }

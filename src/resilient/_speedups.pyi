@@ -32,5 +32,29 @@ class GCRA:
     def decide(self, key: str, cost: int, /) -> Any:
         """The decision, without the event."""
 
+class RetryCall:
+    """A function decorated with a retry (see resilient._retry.Retry._wrap_sync)."""
+
+    def __init__(
+        self,
+        *,
+        fn: Callable[..., Any],
+        slow: Callable[..., Any],
+        run: Callable[..., Any],
+        policy: object,
+        name: str,
+        key: tuple[str, str],
+        hub: Any,
+        system: bool,
+        timed: Callable[..., Any],
+        counted: Callable[..., Any],
+        clocked: Callable[..., Any],
+        fold: Callable[[tuple[str, str]], None],
+        fold_at: int,
+    ) -> None: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None) -> Any: ...
+    def __reduce__(self) -> str: ...
+
 def tally(batch: list[int], bounds: tuple[int, ...], /) -> tuple[list[int], int] | None:
     """(counts of items <= each ascending bound, their sum), or None: see _speedups.c."""
