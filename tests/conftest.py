@@ -88,18 +88,18 @@ def retry_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """Run a test once with the C success path of ``@retry`` and once with the Python one.
 
     The C side is the decorated function's wrapper (`resilient._speedups.RetryCall`) and the
-    histograms' fold (`resilient._speedups.tally`); functions decorated and exporters made
-    while the test runs use the chosen version. The C one is skipped where it is not built
-    (see `_skip_without_speedups`).
+    histograms' buffer of durations (`resilient._speedups.Durations`); functions decorated
+    and exporters made while the test runs use the chosen version. The C one is skipped where
+    it is not built (see `_skip_without_speedups`).
     """
     from resilient import _retry
     from resilient.instrumentation import _calls
 
     if request.param == "python":
         monkeypatch.setattr(_retry, "_speedups", None)
-        monkeypatch.setattr(_calls, "_tally", None)
+        monkeypatch.setattr(_calls, "_Durations", None)
     else:
-        _skip_without_speedups(_retry._speedups is not None and _calls._tally is not None)
+        _skip_without_speedups(_retry._speedups is not None and _calls._Durations is not None)
     return str(request.param)
 
 

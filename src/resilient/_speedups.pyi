@@ -1,6 +1,6 @@
 """Types of the optional C extension (see _speedups.c)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 class GCRA:
@@ -56,5 +56,13 @@ class RetryCall:
     def __get__(self, instance: object, owner: type | None = None) -> Any: ...
     def __reduce__(self) -> str: ...
 
-def tally(batch: list[int], bounds: tuple[int, ...], /) -> tuple[list[int], int] | None:
-    """(counts of items <= each ascending bound, their sum), or None: see _speedups.c."""
+class Durations:
+    """Durations in nanoseconds waiting for a histogram's fold (see CallSink.nanos)."""
+
+    def append(self, nanoseconds: int, /) -> None:
+        """Add one duration (int nanoseconds)."""
+    def extend(self, durations: Iterable[int], /) -> None:
+        """Add each of an iterable of durations."""
+    def drain(self, bounds: tuple[int, ...], /) -> tuple[list[int], int, int]:
+        """Take every duration out: (counts at most each bound, how many, their sum)."""
+    def __len__(self) -> int: ...

@@ -650,16 +650,16 @@ def test_durations_are_folded_into_the_histogram_every_fold_at_calls() -> None:
     try:
         wrapped()  # the first call binds the exporter's sink (timed in seconds)
         pending = HUB.nanos[("retry", "fold-at")]
-        assert pending == []
+        assert len(pending) == 0
         for _ in range(FOLD_AT - 1):
             wrapped()
         assert len(pending) == FOLD_AT - 1  # appended, not folded yet
         wrapped()
-        assert pending == []  # the FOLD_AT-th appended folded them all
+        assert len(pending) == 0  # the FOLD_AT-th appended folded them all
         wrapped()
         assert len(pending) == 1
         final = samples(registry)  # a scrape folds the rest
-        assert pending == []
+        assert len(pending) == 0
     finally:
         metrics.close()
     assert pick(final, "resilient_call_duration_seconds_count", "fold-at") == {
@@ -711,35 +711,49 @@ def test_a_decorated_retry_counts_exactly_under_8_threads(durations: bool) -> No
         }
 
 
-def test_folding_counts_like_sorting_and_bisecting() -> None:
+def test_folding_counts_like_sorting_and_bisecting(retry_impl: str) -> None:
     import random
 
     from resilient.instrumentation import _calls
 
     seconds = (0.0, 5e-9, 5e-9, 1e-8, 2.0**32, math.inf)
-    bounds = _calls._Timings("retry", "t", seconds)._bounds_ns  # at most b s: <= floor(b * 1e9)
-    # (a batch, whether C takes it); the others are left to the pure Python fold.
+    timings = _calls._Timings("retry", "t", seconds)
+    assert (type(timings.nanos) is list) == (retry_impl == "python")
+    bounds = timings._bounds_ns  # at most b seconds: <= floor(b * 10**9) nanoseconds
     batches = [
-        ([], True),
-        ([0, 4, 5, 6, 10, 11, 2**32 * 10**9, 2**32 * 10**9 + 1], True),
-        ([random.randrange(-3, 20) for _ in range(500)], True),
-        ([2**63], False),  # beyond 64 bits
-        ([1, True], False),  # not exactly an int
-        ([2**62, 2**62, 2**62], False),  # a sum beyond 64 bits
+        [],
+        [0, 4, 5, 6, 10, 11, 2**32 * 10**9, 2**32 * 10**9 + 1],
+        [random.randrange(-3, 20) for _ in range(500)],
+        [2**62, 2**62, 2**62],  # a sum beyond 64 bits
     ]
-    for batch, native in batches:
-        expected = ([sum(1 for d in batch if d <= b) for b in bounds], sum(batch))
-        if _calls._tally is not None:
-            tallied = _calls._tally(batch, bounds)
-            if native:
-                assert tallied is not None
-                assert (list(tallied[0]), tallied[1]) == expected
-            else:
-                assert tallied is None
-        timings = _calls._Timings("retry", "t", seconds)
-        timings.nanos.extend(batch)
+    calls = 0
+    total = 0
+    running = [0] * len(bounds)
+    for batch in batches:
+        timings.nanos.extend(batch)  # type: ignore[attr-defined]
+        assert len(timings.nanos) == len(batch)
         timings.fold()
-        assert timings.nanos == []
-        histogram, total = timings.histogram()
-        assert [count for _, count in histogram] == [*expected[0], len(batch)]
-        assert total == pytest.approx(expected[1] / 1e9)
+        assert len(timings.nanos) == 0
+        calls += len(batch)
+        total += sum(batch)
+        running = [
+            r + sum(1 for d in batch if d <= b) for r, b in zip(running, bounds, strict=True)
+        ]
+        histogram, seconds_total = timings.histogram()
+        assert [count for _, count in histogram] == [*running, calls]
+        assert timings._ns_sum == total  # exact, in integer nanoseconds
+        assert seconds_total == pytest.approx(total / 1e9)
+
+
+def test_the_c_buffer_of_durations_takes_only_ints_within_64_bits(retry_impl: str) -> None:
+    from resilient.instrumentation import _calls
+
+    if retry_impl == "python":
+        pytest.skip("the pure Python version keeps a list")
+    nanos = _calls._Timings("retry", "t", (1.0, math.inf)).nanos
+    with pytest.raises(TypeError):
+        nanos.append(1.5)
+    with pytest.raises(OverflowError):
+        nanos.append(2**63)
+    nanos.append(True)  # an int, as in a list
+    assert len(nanos) == 1

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from .._circuit_breaker import CircuitState
-from .._events import CallSink
+from .._events import CallSink, Nanos
 from .._native import load_speedups
 
 # Every state a breaker can report, so each gets its 0/1 series from the first scrape; shared by
@@ -30,10 +30,9 @@ STATES = tuple(state.value for state in CircuitState)
 
 __all__: list[str] = []
 
-#: ``tally(batch, bounds)`` from the C extension, or None (the tests swap it to run both).
-_tally: Callable[[list[int], tuple[int, ...]], tuple[list[int], int] | None] | None = getattr(
-    load_speedups(), "tally", None
-)
+#: The C buffer of durations (`resilient._speedups.Durations`), or None for a list (the tests
+#: swap it to run both).
+_Durations: Callable[[], Any] | None = getattr(load_speedups(), "Durations", None)
 
 # A bucket's counter folds the pending durations into the sum every this many calls (+1), so
 # the list of durations not yet added up stays short even if nobody reads them.
@@ -115,7 +114,9 @@ class _Timings(_Counts):
         self._buckets = [itertools.count() for _ in bounds]
         self._pending: list[float] = []
         self._sum = 0.0
-        self.nanos: list[int] = []
+        # A list, or the C buffer: the same appends and len(), but a policy in C stores a
+        # duration there without making an int object, and `fold` drains it in one pass.
+        self.nanos: Nanos = _Durations() if _Durations is not None else []
         # Folded from ``nanos``, under the lock: cumulative counts per finite bound, the
         # number of calls and their total duration in nanoseconds.
         self._ns_buckets = [0] * len(self._bounds_ns)
@@ -142,17 +143,16 @@ class _Timings(_Counts):
             n = len(nanos)
             if not n:
                 return
-            batch = nanos[:n]
-            del nanos[:n]
             counts = self._ns_buckets
-            # In C, one pass (about 5 ns a duration, against some 90 for the sort below, which
-            # would cost a timed call more than the rest of its bookkeeping).
-            tallied = _tally(batch, self._bounds_ns) if _tally is not None else None
-            if tallied is not None:
-                for i, count in enumerate(tallied[0]):
+            if not isinstance(nanos, list):
+                # The C buffer: taken out whole (appends made since `len` included), counted
+                # in one pass, without the sort below (which costs more than a timed call).
+                tallied, n, total = nanos.drain(self._bounds_ns)  # type: ignore[attr-defined]
+                for i, count in enumerate(tallied):
                     counts[i] += count
-                total = tallied[1]
             else:
+                batch = nanos[:n]
+                del nanos[:n]
                 batch.sort()
                 for i, bound in enumerate(self._bounds_ns):
                     counts[i] += bisect_right(batch, bound)
