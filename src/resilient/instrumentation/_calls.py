@@ -3,9 +3,10 @@
 Each (policy, name) has its own counters, `itertools.count` objects: ``next(counter)`` runs in
 C under the GIL, so concurrent increments are never lost (``n += 1`` on a Python int can be:
 load, add and store are three steps another thread can come between). The histogram takes
-durations two ways: integer nanoseconds appended to a list by a policy that times the call
-inline (``list.append`` is atomic too), counted into the buckets and an integer sum in
-batches under a lock; and float seconds, one bucket counter step each and a list of pending
+durations two ways: integer nanoseconds appended by a policy that times the call inline to a
+C buffer (`resilient._speedups.Durations`; a list without the extension, whose ``append`` is
+atomic too), counted into the buckets and an integer sum in batches under a lock; and float
+seconds, one bucket counter step each and a list of pending
 durations that a lock-holding fold adds up now and then. Exporters read them at scrape or
 collection time.
 """
@@ -86,10 +87,11 @@ class _Timings(_Counts):
 
     Two ways in. A policy on the system clock appends a successful call's duration in integer
     nanoseconds to `nanos` (one C call; see `CallSink.nanos`) and has the sink `fold` them
-    now and then: a fold sorts the batch and counts it into the buckets with a few bisections,
-    and adds it up into an integer sum, exact. Any other call comes through `succeeded` or
-    `record` in float seconds (other clocks, failures, several sinks): per-bucket counters
-    and a list of pending durations, folded into a float sum.
+    now and then: a fold counts the batch into the buckets (in C in one pass, or in Python by
+    sorting it and bisecting at each bound) and adds it up into an integer sum, exact. Any
+    other call comes through `succeeded` or `record` in float seconds (other clocks, failures,
+    several sinks): per-bucket counters and a list of pending durations, folded into a float
+    sum.
     """
 
     __slots__ = (
