@@ -858,8 +858,9 @@ Durations_drain(DurationsObject *self, PyObject *bound_items)
     for (Py_ssize_t j = 0; j < n; j++) {
         long long value = items[j];
         overflowed |= __builtin_add_overflow(total, value, &total);
-        /* The first bound >= value: the duration counts for it and every later one. */
-        Py_ssize_t low = 0, high = k;
+        /* The first bound >= value: the duration counts for it and every later one. Most
+         * calls fit the first bucket (5 ms by default): checked before the bisection. */
+        Py_ssize_t low = 0, high = k > 0 && value <= bounds[0] ? 0 : k;
         while (low < high) {
             Py_ssize_t middle = (low + high) / 2;
             if (bounds[middle] < value) {
