@@ -761,7 +761,8 @@ typedef struct {
     Py_ssize_t capacity;
 } DurationsObject;
 
-static int
+/* Inlined where a call is timed: most pushes are one store. */
+static inline int
 durations_push(DurationsObject *self, long long value)
 {
     if (self->size == self->capacity) {
@@ -1030,7 +1031,7 @@ typedef struct {
 /* The hub's attribute `which` (a new reference). A slot is read in place: the same value as
  * `getattr(hub, name)`, without the attribute lookup, which would cost about as much as the
  * rest of the uninstrumented call. */
-static PyObject *
+static inline PyObject *
 hub_get(RetryCallObject *self, int which)
 {
     Py_ssize_t offset = self->offsets[which];
@@ -1062,7 +1063,7 @@ version_of(PyObject *dict)
 
 /* `mapping.get(key)` (a new reference; None when missing), answered from `memo` when the
  * mapping is the dict asked last time and has not changed since. */
-static PyObject *
+static inline PyObject *
 lookup(Remembered *memo, PyObject *mapping, PyObject *key)
 {
     if (!PyDict_CheckExact(mapping)) {
@@ -1213,7 +1214,7 @@ through_timed(RetryCallObject *self, PyObject *const *args, Py_ssize_t nargs, Py
     return result;
 }
 
-static int
+static inline int
 monotonic_ns(long long *now)
 {
     struct timespec ts;
