@@ -47,21 +47,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.redis)
 
 
-@pytest.fixture(params=["c", "python"])
-def gcra_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test once with the C memory token bucket and once with the pure Python one.
+def _skip_without_speedups(built: bool) -> None:
+    """Skip a test of the C extension where it is not built or not wanted.
 
-    Limiters bound while the test runs use the chosen version. The C one is skipped where it
-    is not built, except under ``CI=true`` on CPython on Linux, where setup.py builds it: a
-    missing extension there is a failure (set ``RESILIENT_NO_EXTENSIONS=1`` to test without).
+    Except under ``CI=true`` on CPython on Linux, where setup.py builds it: a missing
+    extension there is a failure (set ``RESILIENT_NO_EXTENSIONS=1`` to test without).
     """
-    from resilient.stores import _memory
-
-    if request.param == "python":
-        monkeypatch.setattr(_memory, "_speedups", None)
-    elif os.environ.get("RESILIENT_NO_EXTENSIONS"):
+    if os.environ.get("RESILIENT_NO_EXTENSIONS"):
         pytest.skip("RESILIENT_NO_EXTENSIONS is set")
-    elif _memory._speedups is None:
+    if not built:
         expected = (
             platform.python_implementation() == "CPython"
             and sys.platform.startswith("linux")
@@ -71,6 +65,41 @@ def gcra_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         if expected and os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(params=["c", "python"])
+def gcra_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the C memory token bucket and once with the pure Python one.
+
+    Limiters bound while the test runs use the chosen version. The C one is skipped where it
+    is not built (see `_skip_without_speedups`).
+    """
+    from resilient.stores import _memory
+
+    if request.param == "python":
+        monkeypatch.setattr(_memory, "_speedups", None)
+    else:
+        _skip_without_speedups(_memory._speedups is not None)
+    return str(request.param)
+
+
+@pytest.fixture(params=["c", "python"])
+def retry_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the C success path of ``@retry`` and once with the Python one.
+
+    The C side is the decorated function's wrapper (`resilient._speedups.RetryCall`) and the
+    histograms' buffer of durations (`resilient._speedups.Durations`); functions decorated
+    and exporters made while the test runs use the chosen version. The C one is skipped where
+    it is not built (see `_skip_without_speedups`).
+    """
+    from resilient import _retry
+    from resilient.instrumentation import _calls
+
+    if request.param == "python":
+        monkeypatch.setattr(_retry, "_speedups", None)
+        monkeypatch.setattr(_calls, "_Durations", None)
+    else:
+        _skip_without_speedups(_retry._speedups is not None and _calls._Durations is not None)
     return str(request.param)
 
 

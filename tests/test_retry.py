@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
 from collections.abc import Iterator
 
@@ -19,6 +21,7 @@ from resilient import (
     retry,
 )
 from resilient.instrumentation import (
+    CallCompleted,
     Event,
     RetriesExhausted,
     RetryBudgetExhaustedEvent,
@@ -27,6 +30,9 @@ from resilient.instrumentation import (
     unsubscribe,
 )
 from resilient.testing import FakeClock, no_waiting
+
+# Every test runs on the C success path of a decorated function and on the Python one.
+pytestmark = pytest.mark.usefixtures("retry_impl")
 
 NO_JITTER = Backoff.exponential(1.0, 100.0, jitter="none")
 
@@ -683,3 +689,229 @@ def test_max_elapsed_still_allows_an_attempt_that_starts_before_the_bound(start:
     with pytest.raises(ValueError):
         flaky()
     assert len(calls) == 5
+
+
+# -- the decorated function's wrapper (C or Python: the same behaviour) -------------------------
+
+
+def test_a_plain_retry_decorates_with_the_chosen_version(retry_impl: str) -> None:
+    def work() -> int:
+        return 1
+
+    native = type(retry(attempts=2)(work)).__name__ == "RetryCall"
+    assert native == (retry_impl == "c")
+    # Work before or after the first attempt (here on_result): always the Python wrapper.
+    assert type(retry(attempts=2, on_result=lambda r: False)(work)).__name__ == "function"
+
+
+def test_the_wrapper_passes_arguments_and_returns_the_result() -> None:
+    @retry(attempts=2)
+    def join(a: object, /, b: object, *rest: object, c: object = 3, **more: object) -> object:
+        return (a, b, rest, c, more)
+
+    assert join(1, 2) == (1, 2, (), 3, {})
+    assert join(1, b=2, c=4, d=5) == (1, 2, (), 4, {"d": 5})
+    assert join(1, 2, 3, 4) == (1, 2, (3, 4), 3, {})
+    with pytest.raises(TypeError):
+        join()  # type: ignore[call-arg]
+
+
+def test_failed_attempts_are_retried_with_the_same_arguments() -> None:
+    seen: list[tuple[object, ...]] = []
+
+    @retry(on=ConnectionError, attempts=3, clock=FakeClock())
+    def flaky(a: int, *, b: int) -> int:
+        seen.append((a, b))
+        if len(seen) < 3:
+            raise ConnectionError
+        return a + b
+
+    assert flaky(1, b=2) == 3
+    assert seen == [(1, 2)] * 3
+
+
+def test_an_error_not_retried_is_the_same_object_with_its_traceback() -> None:
+    error = ValueError("no")
+
+    @retry(on=ConnectionError, attempts=3, clock=FakeClock())
+    def broken() -> None:
+        raise error
+
+    with pytest.raises(ValueError) as caught:
+        broken()
+    assert caught.value is error
+    names = [entry.name for entry in caught.traceback]
+    assert "broken" in names  # where it was raised is kept
+
+
+def test_keyboard_interrupt_goes_straight_through() -> None:
+    flaky = Flaky(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        retry(attempts=3, clock=FakeClock())(flaky)()
+    assert flaky.calls == 1
+
+
+def test_exhausted_retries_reraise_the_last_error_and_emit_the_events(
+    events: list[Event],
+) -> None:
+    errors = [ConnectionError(i) for i in range(3)]
+    wrapped = retry(attempts=3, backoff=NO_JITTER, clock=FakeClock(), name="fn")(Flaky(*errors))
+    with pytest.raises(ConnectionError) as caught:
+        wrapped()
+    assert caught.value is errors[2]
+    assert [type(e).__name__ for e in events] == [
+        "RetryScheduled",
+        "RetryScheduled",
+        "RetriesExhausted",
+    ]
+    assert [e.name for e in events] == ["fn", "fn", "fn"]
+
+
+def test_the_wrapper_looks_like_the_decorated_function() -> None:
+    def work(x: int, y: str = "a") -> str:
+        """Work on x."""
+        return y * x
+
+    work.marker = "kept"  # type: ignore[attr-defined]
+    wrapped = retry(attempts=2)(work)
+    assert wrapped.__wrapped__ is work  # type: ignore[attr-defined]
+    assert wrapped.__name__ == "work"
+    assert wrapped.__qualname__ == work.__qualname__
+    assert wrapped.__doc__ == "Work on x."
+    assert wrapped.__module__ == __name__
+    assert wrapped.marker == "kept"  # type: ignore[attr-defined]
+    assert inspect.signature(wrapped) == inspect.signature(work)
+    assert "work" in repr(wrapped)
+    assert functools.partial(wrapped, 2)() == "aa"
+
+
+def test_a_decorated_method_binds_like_a_function() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        @retry(on=ConnectionError, attempts=2, clock=FakeClock())
+        def get(self, path: str) -> tuple[object, str]:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError
+            return (self, path)
+
+        @staticmethod
+        @retry(attempts=2)
+        def static(x: int) -> int:
+            return x
+
+        @retry(attempts=2)
+        @classmethod
+        def made(cls, x: int) -> tuple[type, int]:
+            return (cls, x)
+
+    client = Client()
+    assert client.get("/a") == (client, "/a")  # bound: self passed on every attempt
+    assert client.calls == 2
+    assert Client.get(client, "/b") == (client, "/b")  # through the class: a plain function
+    assert list(inspect.signature(client.get).parameters) == ["path"]
+    assert list(inspect.signature(Client.get).parameters) == ["self", "path"]
+    assert Client.static(1) == client.static(1) == 1
+    assert Client.made(2) == (Client, 2)
+    method = client.get
+    assert method.__self__ is client
+
+
+def test_the_wrapper_can_be_referenced_weakly_and_collected() -> None:
+    import gc
+    import weakref
+
+    def work() -> int:
+        return 1
+
+    wrapped = retry(attempts=2)(work)
+    reference = weakref.ref(wrapped)
+    wrapped.cycle = wrapped  # type: ignore[attr-defined]
+    del wrapped
+    gc.collect()
+    assert reference() is None
+
+
+def test_calls_through_every_path_leak_no_references() -> None:
+    import gc
+    import sys
+
+    from prometheus_client import CollectorRegistry
+
+    from resilient.instrumentation.prometheus import PrometheusMetrics
+
+    argument = object()
+    keyword = object()
+    result = object()
+    tries: list[int] = []
+
+    @retry(on=ConnectionError, attempts=2, backoff=Backoff.constant(0.0), name="leaks")
+    def work(a: object, *, k: object, fail: str = "never") -> object:
+        tries.append(1)
+        if fail == "always" or (fail == "once" and len(tries) == 1):
+            raise ConnectionError
+        return result
+
+    def run() -> None:
+        for _ in range(500):
+            work(argument, k=keyword)
+            tries.clear()
+            assert work(argument, k=keyword, fail="once") is result  # on the second attempt
+            with pytest.raises(ConnectionError):
+                work(argument, k=keyword, fail="always")
+        gc.collect()
+
+    def counts() -> tuple[int, int, int]:
+        return sys.getrefcount(argument), sys.getrefcount(keyword), sys.getrefcount(result)
+
+    # Nobody listening; counted; timed inline; timed in Python (two sinks); CallCompleted.
+    settings = [{}, {"durations": False}, {"durations": True}]
+    run()
+    before = counts()
+    for setting in settings:
+        metrics = PrometheusMetrics(registry=CollectorRegistry(), **setting)
+        try:
+            run()
+        finally:
+            metrics.close()
+    first = PrometheusMetrics(registry=CollectorRegistry())
+    second = PrometheusMetrics(registry=CollectorRegistry(), namespace="second")
+    try:
+        run()
+    finally:
+        first.close()
+        second.close()
+    seen: list[Event] = []
+    subscribe(seen.append, events=[CallCompleted])
+    try:
+        run()
+    finally:
+        unsubscribe(seen.append)
+    seen.clear()
+    run()
+    assert counts() == before
+
+
+@retry(attempts=2)
+def _module_level(x: int) -> int:
+    return x + 1
+
+
+def test_a_module_level_decorated_function_pickles_and_copies_by_reference() -> None:
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(_module_level)) is _module_level
+    assert copy.copy(_module_level) is _module_level
+    assert copy.deepcopy(_module_level) is _module_level
+
+
+def test_endless_recursion_through_the_wrapper_is_a_recursion_error() -> None:
+    @retry(on=ConnectionError, attempts=2)
+    def down(n: int) -> int:
+        return down(n + 1)
+
+    with pytest.raises(RecursionError):
+        down(0)

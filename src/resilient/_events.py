@@ -24,7 +24,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 R = TypeVar("R")
 
@@ -254,6 +254,19 @@ def _monotonic_of(policy: Any) -> Callable[[], float]:
     return time.monotonic if clock is None else clock.monotonic
 
 
+class Nanos(Protocol):
+    """Where a policy appends the durations of timed calls (see `CallSink.nanos`).
+
+    A list of ints, or the C extension's buffer (`resilient._speedups.Durations`).
+    """
+
+    def append(self, nanoseconds: int, /) -> object:
+        """Add one duration, in integer nanoseconds."""
+
+    def __len__(self) -> int:
+        """How many durations wait to be folded."""
+
+
 class CallSink:
     """Where the calls of one policy go, without event records (see `CallObserver`).
 
@@ -268,13 +281,14 @@ class CallSink:
     durations: bool = True
     #: Whether its methods may raise (False: they are called without a guard).
     raises: bool = True
-    #: A list that takes the durations of successful calls in integer nanoseconds, or None.
+    #: A list (see `Nanos`) that takes the durations of successful calls in integer
+    #: nanoseconds, or None.
     #: When a policy's only sink has one (and does not raise), a policy on the system clock
     #: times a successful call with `time.monotonic_ns` and appends the difference here
     #: instead of calling `succeeded`; once the list holds `FOLD_AT` items or more, it calls
     #: `fold`. Whatever reads the sink must `fold` first. Appending is one C call, atomic
     #: under the GIL, so no call is lost between threads.
-    nanos: list[int] | None = None
+    nanos: Nanos | None = None
 
     def success(self) -> object:
         """A call returned (its duration is not needed)."""
@@ -691,7 +705,7 @@ class _Hub:
         #:     if len(nanos) >= FOLD_AT:
         #:         fold(key)
         #:     return result
-        self.nanos: dict[tuple[str, str], list[int]] = {}
+        self.nanos: dict[tuple[str, str], Nanos] = {}
         #: Circuit breakers and bulkheads alive in this process (weak references), whose
         #: state exporters read at scrape time rather than on every call.
         self.policies: weakref.WeakSet[Any] = weakref.WeakSet()

@@ -55,6 +55,7 @@ from ._events import (
     fold,
     timed,
 )
+from ._native import load_speedups
 from ._policy import Policy
 
 __all__ = ["Attempt", "AttemptIterator", "Retry", "retry"]
@@ -66,6 +67,9 @@ R = TypeVar("R")
 _NEVER: Final = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
 _UNLIMITED: Final = sys.maxsize
 _DEFAULT_BACKOFF: Final = Backoff.exponential(0.1, 10.0, 2.0, "full")
+
+#: The C extension, read when a function is decorated (the tests swap it to run both versions).
+_speedups: Any = load_speedups()
 
 _Predicate = Callable[[BaseException], bool]
 _On = type[BaseException] | tuple[type[BaseException], ...] | _Predicate
@@ -399,6 +403,26 @@ class Retry(Policy):
         if self._fast:
             key = (self.kind, name or self.kind)
             system = self._clock.monotonic is time.monotonic  # timed inline in nanoseconds
+            if _speedups is not None:
+                # `fast_wrapper` below, in C (`RetryCall` in _speedups.c): a Python frame and
+                # two calls of monotonic_ns cost about as much as the rest of the success path.
+                # Failures go to the same Python functions, with the same arguments.
+                native: Callable[P, R] = _speedups.RetryCall(
+                    fn=fn,
+                    slow=slow,
+                    run=run,
+                    policy=self,
+                    name=name,
+                    key=key,
+                    hub=HUB,
+                    system=system,
+                    timed=timed,
+                    counted=counted,
+                    clocked=clocked,
+                    fold=fold,
+                    fold_at=FOLD_AT,
+                )
+                return native
 
             def fast_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 if HUB.timing:

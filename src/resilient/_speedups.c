@@ -1,5 +1,9 @@
-/* resilient._speedups: the memory token bucket's decision, and the claim and complete of
- * idempotency records in memory, in C.
+/* resilient._speedups: the hottest paths in C.
+ *
+ * - `GCRA`: the memory token bucket's decision (below).
+ * - `Steps`: the claim and complete of idempotency records in memory (see its section).
+ * - `RetryCall`: a function decorated with a plain retry, its success path (see its section).
+ * - `Durations`: a histogram's durations until they are counted into its buckets.
  *
  * `GCRA` is what `resilient.stores._memory._GCRA` builds in pure Python (the closure in
  * `_GCRA._build`), computed with the same formulas (`resilient._rate_limit.gcra`) on 64-bit
@@ -17,6 +21,12 @@
 #include <Python.h>
 #include <math.h>
 #include <time.h>
+#if PY_VERSION_HEX >= 0x030C0000
+#define OBJECT_EX Py_T_OBJECT_EX
+#else
+#include <structmember.h>
+#define OBJECT_EX T_OBJECT_EX
+#endif
 
 #define TICKS_PER_SECOND 1000000LL
 /* Clock readings beyond this many ticks (about 36,000 years) are refused: every sum of a
@@ -738,6 +748,810 @@ static PyTypeObject GCRAType = {
     .tp_getset = GCRA_getset,
 };
 
+/* -- histograms: durations waiting to be counted into buckets ----------------------------- */
+
+/* `Durations` is what a histogram's sink hands out as its `nanos` (see CallSink.nanos in
+ * resilient/_events.py) when this module is built: the durations of successful calls, in
+ * integer nanoseconds, appended by the policies that time calls inline and taken out by the
+ * sink's fold. In Python it is a list of ints; here a C array, so `RetryCall` stores a duration
+ * without making an int object, and the fold counts the batch into the buckets in one pass
+ * instead of a sort: together about a third of what timing a call costs. Every method runs
+ * without Python code in the middle, so under the GIL appends and drains are atomic. */
+
+typedef struct {
+    PyObject_HEAD
+    long long *items;
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+} DurationsObject;
+
+/* Inlined where a call is timed: most pushes are one store. */
+static inline int
+durations_push(DurationsObject *self, long long value)
+{
+    if (self->size == self->capacity) {
+        Py_ssize_t capacity = self->capacity < 64 ? 64 : self->capacity * 2;
+        long long *items = PyMem_Realloc(self->items, (size_t)capacity * sizeof(long long));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->items = items;
+        self->capacity = capacity;
+    }
+    self->items[self->size++] = value;
+    return 0;
+}
+
+static PyObject *
+Durations_append(DurationsObject *self, PyObject *value)
+{
+    long long nanoseconds = PyLong_AsLongLong(value); /* TypeError, OverflowError */
+    if (nanoseconds == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (durations_push(self, nanoseconds) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Durations_extend(DurationsObject *self, PyObject *values)
+{
+    PyObject *iterator = PyObject_GetIter(values);
+    if (iterator == NULL) {
+        return NULL;
+    }
+    PyObject *value;
+    while ((value = PyIter_Next(iterator)) != NULL) {
+        PyObject *done = Durations_append(self, value);
+        Py_DECREF(value);
+        if (done == NULL) {
+            Py_DECREF(iterator);
+            return NULL;
+        }
+        Py_DECREF(done);
+    }
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+#define MAX_BOUNDS 256
+
+/* drain(bounds) -> (counts, n, total): takes every duration out; counts[i] is how many are at
+ * most bounds[i] (ints, increasing), n how many there were, total their sum (an int). */
+static PyObject *
+Durations_drain(DurationsObject *self, PyObject *bound_items)
+{
+    if (!PyTuple_Check(bound_items)) {
+        PyErr_SetString(PyExc_TypeError, "drain() takes a tuple of ints");
+        return NULL;
+    }
+    Py_ssize_t k = PyTuple_GET_SIZE(bound_items);
+    if (k > MAX_BOUNDS) {
+        PyErr_SetString(PyExc_ValueError, "too many bounds");
+        return NULL;
+    }
+    long long bounds[MAX_BOUNDS];
+    for (Py_ssize_t i = 0; i < k; i++) {
+        int overflow = 0;
+        bounds[i] = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(bound_items, i), &overflow);
+        if (bounds[i] == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow > 0) {
+            bounds[i] = LLONG_MAX; /* above every duration, as the bound itself is */
+        }
+        if (overflow < 0 || (i > 0 && bounds[i] < bounds[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "bounds must be increasing and above -2**63");
+            return NULL;
+        }
+    }
+    /* Taken out first: nothing below runs Python code, and a failure loses the batch only
+     * after a MemoryError. */
+    long long *items = self->items;
+    Py_ssize_t n = self->size;
+    self->items = NULL;
+    self->size = self->capacity = 0;
+    Py_ssize_t hits[MAX_BOUNDS + 1] = {0};
+    long long total = 0;
+    int overflowed = 0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        long long value = items[j];
+        overflowed |= __builtin_add_overflow(total, value, &total);
+        /* The first bound >= value: the duration counts for it and every later one. Most
+         * calls fit the first bucket (5 ms by default): checked before the bisection. */
+        Py_ssize_t low = 0, high = k > 0 && value <= bounds[0] ? 0 : k;
+        while (low < high) {
+            Py_ssize_t middle = (low + high) / 2;
+            if (bounds[middle] < value) {
+                low = middle + 1;
+            }
+            else {
+                high = middle;
+            }
+        }
+        hits[low]++;
+    }
+    PyObject *sum = NULL, *counts = NULL, *result = NULL;
+    if (!overflowed) {
+        sum = PyLong_FromLongLong(total);
+    }
+    else { /* beyond 64 bits: added up as Python ints, exact */
+        sum = PyLong_FromLong(0);
+        for (Py_ssize_t j = 0; sum != NULL && j < n; j++) {
+            PyObject *item = PyLong_FromLongLong(items[j]);
+            if (item == NULL) {
+                Py_CLEAR(sum);
+                break;
+            }
+            Py_SETREF(sum, PyNumber_Add(sum, item));
+            Py_DECREF(item);
+        }
+    }
+    PyMem_Free(items);
+    if (sum == NULL) {
+        return NULL;
+    }
+    counts = PyList_New(k);
+    if (counts == NULL) {
+        Py_DECREF(sum);
+        return NULL;
+    }
+    Py_ssize_t running = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        running += hits[i];
+        PyObject *count = PyLong_FromSsize_t(running);
+        if (count == NULL) {
+            Py_DECREF(counts);
+            Py_DECREF(sum);
+            return NULL;
+        }
+        PyList_SET_ITEM(counts, i, count);
+    }
+    result = Py_BuildValue("(NnN)", counts, n, sum);
+    return result;
+}
+
+static Py_ssize_t
+Durations_length(DurationsObject *self)
+{
+    return self->size;
+}
+
+static PyObject *
+Durations_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Durations() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0); /* zeroed: no items */
+}
+
+static void
+Durations_dealloc(DurationsObject *self)
+{
+    PyMem_Free(self->items);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Durations_repr(DurationsObject *self)
+{
+    return PyUnicode_FromFormat("<Durations: %zd pending>", self->size);
+}
+
+static PyMethodDef Durations_methods[] = {
+    {"append", (PyCFunction)Durations_append, METH_O, "Add one duration (int nanoseconds)."},
+    {"extend", (PyCFunction)Durations_extend, METH_O, "Add each of an iterable of durations."},
+    {"drain", (PyCFunction)Durations_drain, METH_O,
+     "drain($self, bounds, /)\n--\n\n"
+     "Take every duration out: (counts at most each bound, how many, their sum)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods Durations_sequence = {
+    .sq_length = (lenfunc)Durations_length,
+};
+
+static PyTypeObject DurationsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "resilient._speedups.Durations",
+    .tp_basicsize = sizeof(DurationsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Durations in nanoseconds waiting for a histogram's fold (see CallSink.nanos).",
+    .tp_new = Durations_new,
+    .tp_dealloc = (destructor)Durations_dealloc,
+    .tp_repr = (reprfunc)Durations_repr,
+    .tp_methods = Durations_methods,
+    .tp_as_sequence = &Durations_sequence,
+};
+
+/* -- retry: the decorated function's success path --------------------------------------- */
+
+/* `RetryCall` is what `Retry._wrap_sync` builds in pure Python for a retry with nothing to do
+ * before or after an attempt (the `fast_wrapper` closure), step for step: the same reads of
+ * the event hub, the same clock (CLOCK_MONOTONIC, which `time.monotonic_ns` reads on Linux),
+ * and every failure handed, with the same arguments, to the same Python functions (the retry
+ * loop, `counted`, `clocked`, `timed`), so retries, events and metrics do not depend on which
+ * version runs. What C saves is the Python frame of the wrapper and, when durations are
+ * taken, the two calls of `time.monotonic_ns`: about the cost of the whole success path. */
+
+static PyObject *TIMING;   /* "timing" */
+static PyObject *COUNTING; /* "counting" */
+static PyObject *NANOS;    /* "nanos" */
+
+enum { HUB_TIMING, HUB_COUNTING, HUB_NANOS, HUB_SLOTS };
+
+/* Whether a dict's version tag (PEP 509) can tell that a dict did not change since a lookup:
+ * CPython bumps it on every change, to a value no dict had before. Not after 3.13, which
+ * deprecated the field. */
+#if PY_VERSION_HEX < 0x030E0000
+#define REMEMBER_LOOKUPS 1
+#else
+#define REMEMBER_LOOKUPS 0
+#endif
+
+/* The last answer of `HUB.counting.get(key)` (or of `nanos`): the dict asked, its version
+ * then, the answer. Between two (un)subscribes those dicts only change when a policy is
+ * first seen, so the answer stands, and hashing and comparing the key tuple again would cost
+ * about as much as the rest of an instrumented call. Strong references: a dict alive cannot
+ * be replaced by another at the same address. */
+typedef struct {
+    PyObject *mapping;
+    unsigned long long version;
+    PyObject *value;
+} Remembered;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *fn;      /* the decorated function */
+    PyObject *slow;    /* policy._retry_sync(fn, args, kwargs, error, None, 0.0, name) */
+    PyObject *run;     /* policy._run_sync, for `timed` */
+    PyObject *policy;
+    PyObject *name;
+    PyObject *key;     /* (kind, name): the key of HUB.counting and HUB.nanos */
+    PyObject *hub;
+    PyObject *timed;   /* resilient._events.timed, counted, clocked, fold */
+    PyObject *counted;
+    PyObject *clocked;
+    PyObject *fold;
+    Py_ssize_t fold_at;
+    int system;        /* the policy reads the system clock: durations may be taken here */
+    /* Where the hub's slots `timing`, `counting` and `nanos` live in the hub object (its
+     * class's __slots__), or -1 to read them as attributes. */
+    Py_ssize_t offsets[HUB_SLOTS];
+    Remembered counting;
+    Remembered nanos;
+    PyObject *dict;    /* __dict__: what functools.update_wrapper sets (__wrapped__...) */
+    PyObject *weakrefs;
+} RetryCallObject;
+
+/* The hub's attribute `which` (a new reference). A slot is read in place: the same value as
+ * `getattr(hub, name)`, without the attribute lookup, which would cost about as much as the
+ * rest of the uninstrumented call. */
+static inline PyObject *
+hub_get(RetryCallObject *self, int which)
+{
+    Py_ssize_t offset = self->offsets[which];
+    if (offset >= 0) {
+        PyObject *value = *(PyObject **)((char *)self->hub + offset);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    PyObject *name = which == HUB_TIMING ? TIMING : which == HUB_COUNTING ? COUNTING : NANOS;
+    return PyObject_GetAttr(self->hub, name);
+}
+
+#if REMEMBER_LOOKUPS
+static unsigned long long
+version_of(PyObject *dict)
+{
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return ((PyDictObject *)dict)->ma_version_tag;
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+}
+#endif
+
+/* `mapping.get(key)` (a new reference; None when missing), answered from `memo` when the
+ * mapping is the dict asked last time and has not changed since. */
+static inline PyObject *
+lookup(Remembered *memo, PyObject *mapping, PyObject *key)
+{
+    if (!PyDict_CheckExact(mapping)) {
+        return PyObject_CallMethod(mapping, "get", "O", key);
+    }
+#if REMEMBER_LOOKUPS
+    unsigned long long version = version_of(mapping);
+    if (memo->mapping == mapping && memo->version == version) {
+        return Py_NewRef(memo->value);
+    }
+#endif
+    PyObject *value = PyDict_GetItemWithError(mapping, key); /* borrowed */
+    if (value == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        value = Py_None;
+    }
+    Py_INCREF(value);
+#if REMEMBER_LOOKUPS
+    /* Unless the lookup itself saw the dict change (a key's __eq__ can run any code). The
+     * new answer is in place before the old one is let go: freeing it can run code too. */
+    if (version_of(mapping) == version) {
+        PyObject *old_mapping = memo->mapping, *old_value = memo->value;
+        memo->mapping = Py_NewRef(mapping);
+        memo->version = version;
+        memo->value = Py_NewRef(value);
+        Py_XDECREF(old_mapping);
+        Py_XDECREF(old_value);
+    }
+#endif
+    return value;
+}
+
+/* The positional arguments as a tuple and the keyword arguments as a new dict: what the
+ * Python wrapper's ``*args, **kwargs`` hold. */
+static int
+pack_arguments(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **tuple,
+               PyObject **kwargs)
+{
+    *tuple = PyTuple_New(nargs);
+    if (*tuple == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(*tuple, i, args[i]);
+    }
+    *kwargs = PyDict_New();
+    if (*kwargs == NULL) {
+        Py_CLEAR(*tuple);
+        return -1;
+    }
+    if (kwnames != NULL) {
+        Py_ssize_t count = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (PyDict_SetItem(*kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                Py_CLEAR(*tuple);
+                Py_CLEAR(*kwargs);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The pending exception, taken out of the thread state (a new reference; its traceback
+ * attached, as `except BaseException as exc` would see it). */
+static PyObject *
+take_error(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+        Py_DECREF(traceback);
+    }
+    Py_DECREF(type);
+    return value;
+#endif
+}
+
+/* The first attempt raised (the error pending): ``handler(*prefix, fn, args, kwargs, error,
+ * None, 0.0, name)``, where `handler` is the retry loop itself, `counted` or `clocked`. */
+static PyObject *
+hand_over(RetryCallObject *self, PyObject *handler, PyObject *first, PyObject *second,
+          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *error = take_error();
+    PyObject *tuple, *kwargs;
+    if (pack_arguments(args, nargs, kwnames, &tuple, &kwargs) < 0) {
+        Py_DECREF(error);
+        return NULL;
+    }
+    PyObject *call[10];
+    int n = 0;
+    if (first != NULL) {
+        call[n++] = first;
+    }
+    if (second != NULL) {
+        call[n++] = second;
+    }
+    if (handler != self->slow) {
+        call[n++] = self->slow;
+    }
+    call[n++] = self->fn;
+    call[n++] = tuple;
+    call[n++] = kwargs;
+    call[n++] = error;
+    call[n++] = Py_None;
+    call[n++] = ZERO_FLOAT;
+    call[n++] = self->name;
+    PyObject *result = PyObject_Vectorcall(handler, call, n, NULL);
+    Py_DECREF(tuple);
+    Py_DECREF(kwargs);
+    Py_DECREF(error);
+    return result;
+}
+
+/* ``timed(policy, name, run, (fn, args, kwargs, name), {})``: the whole call through the
+ * Python version, while the hub has no inline way for this key. */
+static PyObject *
+through_timed(RetryCallObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *tuple, *kwargs;
+    if (pack_arguments(args, nargs, kwnames, &tuple, &kwargs) < 0) {
+        return NULL;
+    }
+    PyObject *packed = PyTuple_Pack(4, self->fn, tuple, kwargs, self->name);
+    Py_DECREF(tuple);
+    Py_DECREF(kwargs);
+    if (packed == NULL) {
+        return NULL;
+    }
+    PyObject *empty = PyDict_New();
+    if (empty == NULL) {
+        Py_DECREF(packed);
+        return NULL;
+    }
+    PyObject *call[5] = {self->policy, self->name, self->run, packed, empty};
+    PyObject *result = PyObject_Vectorcall(self->timed, call, 5, NULL);
+    Py_DECREF(packed);
+    Py_DECREF(empty);
+    return result;
+}
+
+static inline int
+monotonic_ns(long long *now)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    *now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return 0;
+}
+
+/* `nanos.append(duration)` for a list (or any object with append), and its new length. */
+static int
+append_object(PyObject *nanos, long long nanoseconds, Py_ssize_t *length)
+{
+    PyObject *duration = PyLong_FromLongLong(nanoseconds);
+    if (duration == NULL) {
+        return -1;
+    }
+    if (PyList_CheckExact(nanos)) {
+        /* Appending is one step under the GIL: no duration is lost between threads. */
+        int failed = PyList_Append(nanos, duration);
+        Py_DECREF(duration);
+        if (failed < 0) {
+            return -1;
+        }
+        *length = PyList_GET_SIZE(nanos);
+        return 0;
+    }
+    PyObject *done = PyObject_CallMethod(nanos, "append", "O", duration);
+    Py_DECREF(duration);
+    if (done == NULL) {
+        return -1;
+    }
+    Py_DECREF(done);
+    *length = PyObject_Length(nanos);
+    return *length < 0 ? -1 : 0;
+}
+
+/* One successful call timed here: its duration appended to `nanos`, folded at `fold_at`. */
+static PyObject *
+timed_inline(RetryCallObject *self, PyObject *nanos, PyObject *const *args, size_t nargsf,
+             PyObject *kwnames)
+{
+    long long start, end;
+    if (monotonic_ns(&start) < 0) {
+        return NULL;
+    }
+    PyObject *result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+    if (result == NULL) {
+        PyObject *begun = PyLong_FromLongLong(start);
+        if (begun == NULL) {
+            return NULL; /* the call's error is lost in a MemoryError, as in Python */
+        }
+        result = hand_over(self, self->clocked, self->key, begun, args,
+                           PyVectorcall_NARGS(nargsf), kwnames);
+        Py_DECREF(begun);
+        return result;
+    }
+    if (monotonic_ns(&end) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_ssize_t length;
+    if (Py_IS_TYPE(nanos, &DurationsType)) {
+        /* The sink's own buffer (see Durations): no int object made. */
+        if (durations_push((DurationsObject *)nanos, end - start) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        length = ((DurationsObject *)nanos)->size;
+    }
+    else if (append_object(nanos, end - start, &length) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    if (length >= self->fold_at) {
+        PyObject *done = PyObject_CallOneArg(self->fold, self->key);
+        if (done == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(done);
+    }
+    return result;
+}
+
+static PyObject *
+RetryCall_vectorcall(RetryCallObject *self, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *flag = hub_get(self, HUB_TIMING);
+    if (flag == NULL) {
+        return NULL;
+    }
+    int timing = flag == Py_True ? 1 : flag == Py_False ? 0 : PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    if (timing < 0) {
+        return NULL;
+    }
+    if (!timing) {
+        PyObject *result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+        if (result != NULL) {
+            return result;
+        }
+        return hand_over(self, self->slow, NULL, NULL, args, nargs, kwnames);
+    }
+    PyObject *counting = hub_get(self, HUB_COUNTING);
+    if (counting == NULL) {
+        return NULL;
+    }
+    PyObject *success = lookup(&self->counting, counting, self->key);
+    Py_DECREF(counting);
+    if (success == NULL) {
+        return NULL;
+    }
+    if (success != Py_None) {
+        /* Counted without a duration. */
+        PyObject *result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+        if (result == NULL) {
+            Py_DECREF(success);
+            return hand_over(self, self->counted, self->key, NULL, args, nargs, kwnames);
+        }
+        PyObject *done = PyObject_CallNoArgs(success);
+        Py_DECREF(success);
+        if (done == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(done);
+        return result;
+    }
+    Py_DECREF(success);
+    PyObject *nanos = Py_None;
+    Py_INCREF(nanos);
+    if (self->system) {
+        PyObject *table = hub_get(self, HUB_NANOS);
+        if (table == NULL) {
+            Py_DECREF(nanos);
+            return NULL;
+        }
+        Py_SETREF(nanos, lookup(&self->nanos, table, self->key));
+        Py_DECREF(table);
+        if (nanos == NULL) {
+            return NULL;
+        }
+    }
+    if (nanos == Py_None) { /* not bound yet, or several sinks, or another clock */
+        Py_DECREF(nanos);
+        return through_timed(self, args, nargs, kwnames);
+    }
+    PyObject *result = timed_inline(self, nanos, args, nargsf, kwnames);
+    Py_DECREF(nanos);
+    return result;
+}
+
+/* Bound to an instance like a function: a method decorated with @retry stays a method. */
+static PyObject *
+RetryCall_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    if (instance == NULL || instance == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, instance);
+}
+
+/* The hub's slot `name` as an offset into the hub object, or -1: found only when the hub's
+ * class defines it as a plain object slot (a `__slots__` entry), which reads the same in
+ * place as through getattr. */
+static Py_ssize_t
+slot_offset(PyObject *hub, PyObject *name)
+{
+    PyObject *descriptor = PyObject_GetAttr((PyObject *)Py_TYPE(hub), name);
+    if (descriptor == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
+        if (member->type == OBJECT_EX && member->offset > 0 &&
+            PyObject_TypeCheck(hub, PyDescr_TYPE(descriptor))) {
+            offset = member->offset;
+        }
+    }
+    Py_DECREF(descriptor);
+    return offset;
+}
+
+static PyObject *
+RetryCall_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"fn",      "slow",   "run",     "policy",  "name",
+                            "key",     "hub",    "system",  "timed",   "counted",
+                            "clocked", "fold",   "fold_at", NULL};
+    PyObject *fn, *slow, *run, *policy, *name, *key, *hub, *timed, *counted, *clocked, *fold;
+    int system;
+    Py_ssize_t fold_at;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOpOOOOn:RetryCall", names, &fn,
+                                     &slow, &run, &policy, &name, &key, &hub, &system, &timed,
+                                     &counted, &clocked, &fold, &fold_at)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "fn must be callable");
+        return NULL;
+    }
+    RetryCallObject *self = (RetryCallObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)RetryCall_vectorcall;
+    self->fn = Py_NewRef(fn);
+    self->slow = Py_NewRef(slow);
+    self->run = Py_NewRef(run);
+    self->policy = Py_NewRef(policy);
+    self->name = Py_NewRef(name);
+    self->key = Py_NewRef(key);
+    self->hub = Py_NewRef(hub);
+    self->timed = Py_NewRef(timed);
+    self->counted = Py_NewRef(counted);
+    self->clocked = Py_NewRef(clocked);
+    self->fold = Py_NewRef(fold);
+    self->fold_at = fold_at;
+    self->system = system;
+    self->offsets[HUB_TIMING] = slot_offset(hub, TIMING);
+    self->offsets[HUB_COUNTING] = slot_offset(hub, COUNTING);
+    self->offsets[HUB_NANOS] = slot_offset(hub, NANOS);
+    return (PyObject *)self;
+}
+
+static int
+RetryCall_traverse(RetryCallObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fn);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->run);
+    Py_VISIT(self->policy);
+    Py_VISIT(self->name);
+    Py_VISIT(self->key);
+    Py_VISIT(self->hub);
+    Py_VISIT(self->timed);
+    Py_VISIT(self->counted);
+    Py_VISIT(self->clocked);
+    Py_VISIT(self->fold);
+    Py_VISIT(self->dict);
+    Py_VISIT(self->counting.mapping);
+    Py_VISIT(self->counting.value);
+    Py_VISIT(self->nanos.mapping);
+    Py_VISIT(self->nanos.value);
+    return 0;
+}
+
+static int
+RetryCall_clear(RetryCallObject *self)
+{
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->run);
+    Py_CLEAR(self->policy);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->key);
+    Py_CLEAR(self->hub);
+    Py_CLEAR(self->timed);
+    Py_CLEAR(self->counted);
+    Py_CLEAR(self->clocked);
+    Py_CLEAR(self->fold);
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->counting.mapping);
+    Py_CLEAR(self->counting.value);
+    Py_CLEAR(self->nanos.mapping);
+    Py_CLEAR(self->nanos.value);
+    return 0;
+}
+
+static void
+RetryCall_dealloc(RetryCallObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    RetryCall_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+RetryCall_repr(RetryCallObject *self)
+{
+    return PyUnicode_FromFormat("<retrying %R>", self->fn);
+}
+
+/* Pickled by reference, as the function it replaces was (its module and qualified name, set
+ * by functools.update_wrapper): a module-level decorated function can still be sent to another
+ * process. copy.copy and copy.deepcopy return it unchanged, as they do a function. */
+static PyObject *
+RetryCall_reduce(PyObject *self, PyObject *unused)
+{
+    return PyObject_GetAttrString(self, "__qualname__");
+}
+
+static PyMethodDef RetryCall_methods[] = {
+    {"__reduce__", RetryCall_reduce, METH_NOARGS, "Pickled by its qualified name."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef RetryCall_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RetryCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "resilient._speedups.RetryCall",
+    .tp_basicsize = sizeof(RetryCallObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A function decorated with a retry (see resilient._retry.Retry._wrap_sync).",
+    .tp_new = RetryCall_new,
+    .tp_traverse = (traverseproc)RetryCall_traverse,
+    .tp_clear = (inquiry)RetryCall_clear,
+    .tp_dealloc = (destructor)RetryCall_dealloc,
+    .tp_repr = (reprfunc)RetryCall_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(RetryCallObject, vectorcall),
+    .tp_descr_get = RetryCall_get,
+    .tp_dictoffset = offsetof(RetryCallObject, dict),
+    .tp_weaklistoffset = offsetof(RetryCallObject, weakrefs),
+    .tp_getset = RetryCall_getset,
+    .tp_methods = RetryCall_methods,
+};
+
 /* -- idempotency records ---------------------------------------------------------------- */
 
 /* `Steps` is what `resilient.stores._memory_idempotency._MemoryIdempotency._steps` builds in
@@ -1258,7 +2072,8 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "resilient._speedups",
     .m_doc = "Optional C versions of resilient's hottest paths (the memory token bucket, "
-              "idempotency records in memory).",
+             "idempotency records in memory, a retried call's success path, a histogram's "
+             "pending durations).",
     .m_size = -1,
     .m_methods = module_functions,
 };
@@ -1266,18 +2081,23 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&GCRAType) < 0 || PyType_Ready(&StepsType) < 0) {
+    if (PyType_Ready(&GCRAType) < 0 || PyType_Ready(&RetryCallType) < 0 ||
+        PyType_Ready(&DurationsType) < 0 || PyType_Ready(&StepsType) < 0) {
         return NULL;
     }
     ONE = PyLong_FromLong(1);
     EMPTY = PyUnicode_FromString("");
     ZERO_FLOAT = PyFloat_FromDouble(0.0);
     ACTIVE = PyUnicode_InternFromString("active");
+    TIMING = PyUnicode_InternFromString("timing");
+    COUNTING = PyUnicode_InternFromString("counting");
+    NANOS = PyUnicode_InternFromString("nanos");
     MAX_KEYS = PyUnicode_InternFromString("max_keys");
     NOW = PyUnicode_InternFromString("now");
     MOVE_TO_END = PyUnicode_InternFromString("move_to_end");
-    if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL || MAX_KEYS == NULL ||
-        NOW == NULL || MOVE_TO_END == NULL) {
+    if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL || TIMING == NULL ||
+        COUNTING == NULL || NANOS == NULL || MAX_KEYS == NULL || NOW == NULL ||
+        MOVE_TO_END == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
@@ -1287,6 +2107,18 @@ PyInit__speedups(void)
     Py_INCREF(&GCRAType);
     if (PyModule_AddObject(m, "GCRA", (PyObject *)&GCRAType) < 0) {
         Py_DECREF(&GCRAType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&DurationsType);
+    if (PyModule_AddObject(m, "Durations", (PyObject *)&DurationsType) < 0) {
+        Py_DECREF(&DurationsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&RetryCallType);
+    if (PyModule_AddObject(m, "RetryCall", (PyObject *)&RetryCallType) < 0) {
+        Py_DECREF(&RetryCallType);
         Py_DECREF(m);
         return NULL;
     }

@@ -1,6 +1,6 @@
 """Types of the optional C extension (see _speedups.c)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 class GCRA:
@@ -31,6 +31,41 @@ class GCRA:
         """Take ``cost`` units for ``key`` if they are available now; never waits."""
     def decide(self, key: str, cost: int, /) -> Any:
         """The decision, without the event."""
+
+class RetryCall:
+    """A function decorated with a retry (see resilient._retry.Retry._wrap_sync)."""
+
+    def __init__(
+        self,
+        *,
+        fn: Callable[..., Any],
+        slow: Callable[..., Any],
+        run: Callable[..., Any],
+        policy: object,
+        name: str,
+        key: tuple[str, str],
+        hub: Any,
+        system: bool,
+        timed: Callable[..., Any],
+        counted: Callable[..., Any],
+        clocked: Callable[..., Any],
+        fold: Callable[[tuple[str, str]], None],
+        fold_at: int,
+    ) -> None: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None) -> Any: ...
+    def __reduce__(self) -> str: ...
+
+class Durations:
+    """Durations in nanoseconds waiting for a histogram's fold (see CallSink.nanos)."""
+
+    def append(self, nanoseconds: int, /) -> None:
+        """Add one duration (int nanoseconds)."""
+    def extend(self, durations: Iterable[int], /) -> None:
+        """Add each of an iterable of durations."""
+    def drain(self, bounds: tuple[int, ...], /) -> tuple[list[int], int, int]:
+        """Take every duration out: (counts at most each bound, how many, their sum)."""
+    def __len__(self) -> int: ...
 
 class Steps:
     """The claim and complete steps of idempotency records in a MemoryStore."""

@@ -14,6 +14,9 @@ from resilient._events import HUB
 from resilient.instrumentation import CallCompleted, Event
 from resilient.testing import FakeClock
 
+# Every test runs with the C success path of @retry, then without.
+pytestmark = pytest.mark.usefixtures("retry_impl")
+
 
 @pytest.fixture
 def completed() -> Iterator[list[CallCompleted]]:

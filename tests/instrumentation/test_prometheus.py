@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +18,9 @@ from resilient._events import HUB
 from resilient.instrumentation.prometheus import PrometheusMetrics
 
 from ._scenario import run_scenario
+
+# Every test runs with the C success path of @retry and fold of the histograms, then without.
+pytestmark = pytest.mark.usefixtures("retry_impl")
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -595,3 +603,157 @@ async def test_async_calls_are_timed_inline_by_default() -> None:
     assert pick(final, "resilient_call_duration_seconds_count", "async-timed") == {
         labels(policy="retry", name="async-timed"): 5.0
     }
+
+
+def test_a_decorated_retry_reports_every_call_and_its_duration_exactly() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, buckets=(0.01, 1.0))
+    tries: list[int] = []
+
+    @resilient.retry(on=ConnectionError, attempts=2, backoff=resilient.Backoff.constant(0.0))
+    def exact(fail: bool = False, wait: float = 0.0) -> str:
+        tries.append(1)
+        if fail and len(tries) % 2:
+            raise ConnectionError("once")  # retried: the call succeeds on its second attempt
+        time.sleep(wait)
+        return "ok"
+
+    try:
+        for _ in range(5):
+            assert exact() == "ok"
+        assert exact(fail=True) == "ok"
+        start = time.monotonic_ns()
+        assert exact(wait=0.02) == "ok"
+        elapsed = time.monotonic_ns() - start
+        with pytest.raises(TypeError):
+            exact(bogus=1)  # type: ignore[call-arg]
+        final = samples(registry)
+    finally:
+        metrics.close()
+    name = exact.__qualname__
+    assert pick(final, "resilient_calls_total", name) == {
+        labels(policy="retry", name=name, outcome="success"): 7.0,
+        labels(policy="retry", name=name, outcome="failure"): 1.0,
+    }
+    buckets = pick(final, "resilient_call_duration_seconds_bucket", name)
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {"0.01": 7.0, "1.0": 8.0, "+Inf": 8.0}
+    (total,) = pick(final, "resilient_call_duration_seconds_sum", name).values()
+    assert 0.02 <= total <= elapsed / 1e9 + 0.01  # the sleeping call's, and a little more
+
+
+def test_durations_are_folded_into_the_histogram_every_fold_at_calls() -> None:
+    from resilient._events import FOLD_AT
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    wrapped = resilient.retry(name="fold-at")(lambda: None)
+    try:
+        wrapped()  # the first call binds the exporter's sink (timed in seconds)
+        pending = HUB.nanos[("retry", "fold-at")]
+        assert len(pending) == 0
+        for _ in range(FOLD_AT - 1):
+            wrapped()
+        assert len(pending) == FOLD_AT - 1  # appended, not folded yet
+        wrapped()
+        assert len(pending) == 0  # the FOLD_AT-th appended folded them all
+        wrapped()
+        assert len(pending) == 1
+        final = samples(registry)  # a scrape folds the rest
+        assert len(pending) == 0
+    finally:
+        metrics.close()
+    assert pick(final, "resilient_call_duration_seconds_count", "fold-at") == {
+        labels(policy="retry", name="fold-at"): float(FOLD_AT + 2)
+    }
+
+
+@pytest.mark.parametrize("durations", [True, False])
+def test_a_decorated_retry_counts_exactly_under_8_threads(durations: bool) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=durations)
+    rounds = 2_000
+
+    @resilient.retry(on=ConnectionError, attempts=1, name="eight")
+    def work(i: int) -> int:
+        if i % 10 == 0:
+            raise ConnectionError  # a failure every tenth call: attempts=1, not retried
+        return i
+
+    def hammer(start: threading.Barrier) -> None:
+        start.wait()
+        for i in range(rounds):
+            with contextlib.suppress(ConnectionError):
+                work(i)
+
+    start = threading.Barrier(8)
+    threads = [threading.Thread(target=hammer, args=(start,)) for _ in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: appends and folds interleave
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    try:
+        final = samples(registry)
+    finally:
+        metrics.close()
+    failures = 8 * (rounds // 10)
+    assert pick(final, "resilient_calls_total", "eight") == {
+        labels(policy="retry", name="eight", outcome="success"): float(8 * rounds - failures),
+        labels(policy="retry", name="eight", outcome="failure"): float(failures),
+    }
+    if durations:
+        assert pick(final, "resilient_call_duration_seconds_count", "eight") == {
+            labels(policy="retry", name="eight"): float(8 * rounds)
+        }
+
+
+def test_folding_counts_like_sorting_and_bisecting(retry_impl: str) -> None:
+    import random
+
+    from resilient.instrumentation import _calls
+
+    seconds = (0.0, 5e-9, 5e-9, 1e-8, 2.0**32, math.inf)
+    timings = _calls._Timings("retry", "t", seconds)
+    assert (type(timings.nanos) is list) == (retry_impl == "python")
+    bounds = timings._bounds_ns  # at most b seconds: <= floor(b * 10**9) nanoseconds
+    batches = [
+        [],
+        [0, 4, 5, 6, 10, 11, 2**32 * 10**9, 2**32 * 10**9 + 1],
+        [random.randrange(-3, 20) for _ in range(500)],
+        [2**62, 2**62, 2**62],  # a sum beyond 64 bits
+    ]
+    calls = 0
+    total = 0
+    running = [0] * len(bounds)
+    for batch in batches:
+        timings.nanos.extend(batch)  # type: ignore[attr-defined]
+        assert len(timings.nanos) == len(batch)
+        timings.fold()
+        assert len(timings.nanos) == 0
+        calls += len(batch)
+        total += sum(batch)
+        running = [
+            r + sum(1 for d in batch if d <= b) for r, b in zip(running, bounds, strict=True)
+        ]
+        histogram, seconds_total = timings.histogram()
+        assert [count for _, count in histogram] == [*running, calls]
+        assert timings._ns_sum == total  # exact, in integer nanoseconds
+        assert seconds_total == pytest.approx(total / 1e9)
+
+
+def test_the_c_buffer_of_durations_takes_only_ints_within_64_bits(retry_impl: str) -> None:
+    from resilient.instrumentation import _calls
+
+    if retry_impl == "python":
+        pytest.skip("the pure Python version keeps a list")
+    nanos = _calls._Timings("retry", "t", (1.0, math.inf)).nanos
+    with pytest.raises(TypeError):
+        nanos.append(1.5)
+    with pytest.raises(OverflowError):
+        nanos.append(2**63)
+    nanos.append(True)  # an int, as in a list
+    assert len(nanos) == 1

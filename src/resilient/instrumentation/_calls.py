@@ -3,9 +3,10 @@
 Each (policy, name) has its own counters, `itertools.count` objects: ``next(counter)`` runs in
 C under the GIL, so concurrent increments are never lost (``n += 1`` on a Python int can be:
 load, add and store are three steps another thread can come between). The histogram takes
-durations two ways: integer nanoseconds appended to a list by a policy that times the call
-inline (``list.append`` is atomic too), counted into the buckets and an integer sum in
-batches under a lock; and float seconds, one bucket counter step each and a list of pending
+durations two ways: integer nanoseconds appended by a policy that times the call inline to a
+C buffer (`resilient._speedups.Durations`; a list without the extension, whose ``append`` is
+atomic too), counted into the buckets and an integer sum in batches under a lock; and float
+seconds, one bucket counter step each and a list of pending
 durations that a lock-holding fold adds up now and then. Exporters read them at scrape or
 collection time.
 """
@@ -21,13 +22,18 @@ from fractions import Fraction
 from typing import Any
 
 from .._circuit_breaker import CircuitState
-from .._events import CallSink
+from .._events import CallSink, Nanos
+from .._native import load_speedups
 
 # Every state a breaker can report, so each gets its 0/1 series from the first scrape; shared by
 # both exporters.
 STATES = tuple(state.value for state in CircuitState)
 
 __all__: list[str] = []
+
+#: The C buffer of durations (`resilient._speedups.Durations`), or None for a list (the tests
+#: swap it to run both).
+_Durations: Callable[[], Any] | None = getattr(load_speedups(), "Durations", None)
 
 # A bucket's counter folds the pending durations into the sum every this many calls (+1), so
 # the list of durations not yet added up stays short even if nobody reads them.
@@ -81,10 +87,11 @@ class _Timings(_Counts):
 
     Two ways in. A policy on the system clock appends a successful call's duration in integer
     nanoseconds to `nanos` (one C call; see `CallSink.nanos`) and has the sink `fold` them
-    now and then: a fold sorts the batch and counts it into the buckets with a few bisections,
-    and adds it up into an integer sum, exact. Any other call comes through `succeeded` or
-    `record` in float seconds (other clocks, failures, several sinks): per-bucket counters
-    and a list of pending durations, folded into a float sum.
+    now and then: a fold counts the batch into the buckets (in C in one pass, or in Python by
+    sorting it and bisecting at each bound) and adds it up into an integer sum, exact. Any
+    other call comes through `succeeded` or `record` in float seconds (other clocks, failures,
+    several sinks): per-bucket counters and a list of pending durations, folded into a float
+    sum.
     """
 
     __slots__ = (
@@ -109,7 +116,9 @@ class _Timings(_Counts):
         self._buckets = [itertools.count() for _ in bounds]
         self._pending: list[float] = []
         self._sum = 0.0
-        self.nanos: list[int] = []
+        # A list, or the C buffer: the same appends and len(), but a policy in C stores a
+        # duration there without making an int object, and `fold` drains it in one pass.
+        self.nanos: Nanos = _Durations() if _Durations is not None else []
         # Folded from ``nanos``, under the lock: cumulative counts per finite bound, the
         # number of calls and their total duration in nanoseconds.
         self._ns_buckets = [0] * len(self._bounds_ns)
@@ -136,14 +145,22 @@ class _Timings(_Counts):
             n = len(nanos)
             if not n:
                 return
-            batch = nanos[:n]
-            del nanos[:n]
-            batch.sort()
             counts = self._ns_buckets
-            for i, bound in enumerate(self._bounds_ns):
-                counts[i] += bisect_right(batch, bound)
+            if not isinstance(nanos, list):
+                # The C buffer: taken out whole (appends made since `len` included), counted
+                # in one pass, without the sort below (which costs more than a timed call).
+                tallied, n, total = nanos.drain(self._bounds_ns)  # type: ignore[attr-defined]
+                for i, count in enumerate(tallied):
+                    counts[i] += count
+            else:
+                batch = nanos[:n]
+                del nanos[:n]
+                batch.sort()
+                for i, bound in enumerate(self._bounds_ns):
+                    counts[i] += bisect_right(batch, bound)
+                total = sum(batch)
             self._ns_calls += n
-            self._ns_sum += sum(batch)
+            self._ns_sum += total
 
     def _fold_seconds(self) -> float:
         """Add the pending durations to the sum (only here are they removed); the sum."""

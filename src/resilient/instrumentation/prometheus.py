@@ -39,9 +39,10 @@ histogram are kept in plain per-policy state read by a collector at scrape time,
 through prometheus-client's locked metrics on the call path. Counts are ``itertools.count``
 steps (one C call under the GIL: exact under any number of threads, with no lock). A
 successful call through `resilient.retry` or `resilient.CircuitBreaker` on the system clock is
-timed inline with two `time.monotonic_ns` readings and its duration appended to a list (one C
-call); every 1024 calls, and before each scrape, that batch is sorted and counted into the
-buckets and an integer sum of nanoseconds, so the sum is exact. Other calls (other clocks,
+timed inline with two readings of the clock of `time.monotonic_ns` (in C for a sync ``@retry``
+when the extension is built) and its duration appended to a buffer (one C call); every 1024
+calls, and before each scrape, that batch is counted into the buckets and an integer sum of
+nanoseconds, so the sum is exact. Other calls (other clocks,
 failures, other policies) are timed on the policy's clock and counted one by one.
 
 ``durations=False`` leaves the histogram out: then a policy reads no clock for this exporter

@@ -22,7 +22,6 @@ check them against the reference functions.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._clock import SYSTEM_CLOCK
 from .._events import HUB, RateLimited
+from .._native import load_speedups
 from .._rate_limit import TICKS_PER_SECOND, Decision, honest_wait, sliding_counter
 from ._keys import MAX_VERBATIM, recent_storage_key, storage_key
 
@@ -53,23 +53,8 @@ _recent = recent_storage_key
 _RECENT_COMPOSITES = 4096  # the most keys a token bucket remembers the composite key of
 
 
-def _load_speedups() -> Any:
-    """The C token bucket (`resilient._speedups`), or None.
-
-    None when the extension was not built (no compiler at install time, or not CPython on
-    Linux) or when the ``RESILIENT_NO_EXTENSIONS`` environment variable is set.
-    """
-    if os.environ.get("RESILIENT_NO_EXTENSIONS"):
-        return None
-    try:
-        from .. import _speedups
-    except ImportError:
-        return None
-    return _speedups
-
-
 #: The C token bucket, read when a limiter is bound (the tests swap it to run both versions).
-_speedups: Any = _load_speedups()
+_speedups: Any = load_speedups()
 
 
 class MemoryStore:
