@@ -276,7 +276,7 @@ def test_the_c_blocks_leak_no_references(monkeypatch: pytest.MonkeyPatch) -> Non
         with ExitStack() as stack:
             stack.enter_context(t)
             stack.enter_context(t)
-        t.__enter__()
+        contextvars.copy_context().run(t.__enter__)
         contextvars.copy_context().run(t.__exit__, None, None, None)
         with pytest.raises(RuntimeError):
             t.__exit__(None, None, None)
@@ -297,3 +297,4 @@ def test_the_c_blocks_leak_no_references(monkeypatch: pytest.MonkeyPatch) -> Non
         blocks()
     assert counts() == before
     assert open_blocks() == (0, 0)
+    assert resilient.current_deadline() is None

@@ -2148,12 +2148,11 @@ hook_record(TimeoutHookObject *self, PyObject *owner, PyObject *entry, PyObject 
     if (below == NULL && PyErr_Occurred()) {
         return NULL;
     }
+    below = Py_NewRef(below == NULL ? Py_None : below); /* held: allocating may run code */
     PyObject *record = PyList_New(6);
     if (record == NULL) {
+        Py_DECREF(below);
         return NULL;
-    }
-    if (below == NULL) {
-        below = Py_None;
     }
     Py_INCREF(owner);
     PyList_SET_ITEM(record, 0, owner);
@@ -2161,7 +2160,6 @@ hook_record(TimeoutHookObject *self, PyObject *owner, PyObject *entry, PyObject 
     PyList_SET_ITEM(record, 1, entry);
     Py_INCREF(frame);
     PyList_SET_ITEM(record, 2, frame);
-    Py_INCREF(below);
     PyList_SET_ITEM(record, 3, below);
     Py_INCREF(Py_None);
     PyList_SET_ITEM(record, 4, Py_None);
@@ -2190,7 +2188,7 @@ hook_enter(TimeoutHookObject *self, PyObject *owner)
 {
     PyObject *frame = (PyObject *)PyEval_GetFrame(); /* borrowed */
     if (frame == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "no Python frame runs this with statement");
+        PyErr_SetString(PyExc_ValueError, "call stack is not deep enough");
         return NULL;
     }
     PyObject *outer;
@@ -2257,20 +2255,27 @@ hook_enter(TimeoutHookObject *self, PyObject *owner)
         else {
             Py_INCREF(at_obj);
         }
+        /* held: allocating the entry may run code */
+        Py_INCREF(entry_clock);
+        Py_INCREF(entry_timeout);
+        Py_INCREF(owner);
         PyTypeObject *type = self->scope_type;
         PyObject *entry = type->tp_alloc(type, 0);
         if (entry == NULL) {
             Py_DECREF(at_obj);
+            Py_DECREF(entry_clock);
+            Py_DECREF(entry_timeout);
+            Py_DECREF(owner);
             Py_XDECREF(outer);
             return NULL;
         }
         SLOT(entry, slot[SCOPE_AT]) = at_obj;
-        set_slot(entry, slot[SCOPE_CLOCK], entry_clock);
-        set_slot(entry, slot[SCOPE_TIMEOUT], entry_timeout);
+        SLOT(entry, slot[SCOPE_CLOCK]) = entry_clock;
+        SLOT(entry, slot[SCOPE_TIMEOUT]) = entry_timeout;
         set_slot(entry, slot[SCOPE_FIRED], Py_False);
         set_slot(entry, slot[SCOPE_SCOPE], Py_None);
         set_slot(entry, slot[SCOPE_HANDLE], Py_None);
-        set_slot(entry, slot[SCOPE_OWNER], owner);
+        SLOT(entry, slot[SCOPE_OWNER]) = owner;
         set_slot(entry, slot[SCOPE_FRAME], Py_None);
         /* the reference to outer is the entry's */
         SLOT(entry, slot[SCOPE_OUTER]) = outer == NULL ? Py_NewRef(Py_None) : outer;
@@ -2300,7 +2305,7 @@ hook_exit(TimeoutHookObject *self, PyObject *owner)
 {
     PyObject *frame = (PyObject *)PyEval_GetFrame(); /* borrowed */
     if (frame == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "no Python frame runs this with statement");
+        PyErr_SetString(PyExc_ValueError, "call stack is not deep enough");
         return NULL;
     }
     PyObject *entry = NULL;
