@@ -103,6 +103,26 @@ def retry_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return str(request.param)
 
 
+@pytest.fixture(params=["c", "python"])
+def timeout_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the C ``__enter__`` / ``__exit__`` of sync timeouts, once with Python.
+
+    The C side is `resilient._speedups.TimeoutHook`; the C one is skipped where it is not
+    built (see `_skip_without_speedups`).
+    """
+    from resilient import _timeout
+
+    if request.param == "python":
+        chosen = _timeout.PYTHON_SYNC
+    else:
+        _skip_without_speedups(_timeout.NATIVE_SYNC is not None)
+        assert _timeout.NATIVE_SYNC is not None
+        chosen = _timeout.NATIVE_SYNC
+    monkeypatch.setattr(_timeout.Timeout, "__enter__", chosen[0])
+    monkeypatch.setattr(_timeout.Timeout, "__exit__", chosen[1])
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free port on 127.0.0.1, for the whole session.

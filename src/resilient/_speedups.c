@@ -23,9 +23,11 @@
 #include <time.h>
 #if PY_VERSION_HEX >= 0x030C0000
 #define OBJECT_EX Py_T_OBJECT_EX
+#define MEMBER_READONLY Py_READONLY
 #else
 #include <structmember.h>
 #define OBJECT_EX T_OBJECT_EX
+#define MEMBER_READONLY READONLY
 #endif
 
 #define TICKS_PER_SECOND 1000000LL
@@ -2062,6 +2064,507 @@ held_as_they_are(PyObject *module, PyObject *values)
     Py_RETURN_TRUE;
 }
 
+/* -- sync timeouts ---------------------------------------------------------------------- */
+
+/* `TimeoutHook` is `Timeout.__enter__` or `Timeout.__exit__` (resilient._timeout) for sync
+ * ``with`` blocks: the same steps as the Python methods, which stay as the version used
+ * without the extension. The common case runs here: the entry of a block with the system
+ * clock and no deadline in scope yet is built in C, recorded in the frame index and in the
+ * registry of open entries, and an exit run from the frame of its entry, the newest entry of
+ * that frame, claims it and restores the enclosing deadline. Every other case calls the
+ * Python code that the Python methods call (`Timeout._push` to build an entry,
+ * `ScopeStack.pop` through `claim` to claim one, `_open_outer` for a closed enclosing
+ * deadline), so the claim rules live in one place (resilient._scopes).
+ *
+ * Called straight from the ``with`` statement (the hook is a descriptor, bound like a
+ * function), so the frame running it is the frame of the statement: the one
+ * ``sys._getframe(1)`` gives in the Python ``__enter__`` / ``__exit__``. */
+
+enum { SCOPE_AT, SCOPE_CLOCK, SCOPE_TIMEOUT, SCOPE_FIRED, SCOPE_SCOPE, SCOPE_HANDLE,
+       SCOPE_OWNER, SCOPE_FRAME, SCOPE_OUTER, SCOPE_CLOSED, SCOPE_FIELDS };
+static const char *scope_fields[SCOPE_FIELDS] = {"at",     "clock", "timeout", "fired",
+                                                 "scope",  "handle", "owner", "frame",
+                                                 "outer",  "closed"};
+
+typedef struct {
+    PyObject_HEAD
+    int exit;               /* 0: __enter__, 1: __exit__ */
+    PyObject *frames;       /* ScopeStack.frames: frame -> newest record made from it */
+    PyObject *open_entries; /* ScopeStack.open_entries: id(record) -> record */
+    PyObject *var;          /* the ContextVar of the deadline in scope */
+    PyTypeObject *scope_type;   /* _Scope */
+    PyTypeObject *timeout_type; /* Timeout */
+    PyObject *system;       /* the system clock */
+    PyObject *monotonic;    /* time.monotonic */
+    PyObject *claim;        /* claim(owner, frame): ScopeStack.pop with this context's stack */
+    PyObject *open_outer;   /* _open_outer(deadline) */
+    Py_ssize_t slot[SCOPE_FIELDS]; /* offsets of _Scope's slots */
+    Py_ssize_t clock_slot;  /* offsets of Timeout's slots _clock and seconds */
+    Py_ssize_t seconds_slot;
+    vectorcallfunc vectorcall;
+} TimeoutHookObject;
+
+static PyObject *PUSH; /* "_push" */
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* The offset of ``type``'s plain object slot ``name`` (a `__slots__` entry), or -1 with an
+ * error set. */
+static Py_ssize_t
+object_slot(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL) {
+        return -1;
+    }
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == OBJECT_EX && !(member->flags & MEMBER_READONLY)) {
+            offset = member->offset;
+        }
+    }
+    Py_DECREF(descr);
+    if (offset < 0) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a plain slot", type->tp_name, name);
+    }
+    return offset;
+}
+
+/* Store ``value`` in the slot at ``offset`` of ``obj``. */
+static inline void
+set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    Py_INCREF(value);
+    Py_XSETREF(SLOT(obj, offset), value);
+}
+
+/* Record ``entry`` of ``owner`` made from ``frame`` (`ScopeStack.record`) and put it in
+ * scope; a new reference to it, or NULL. */
+static PyObject *
+hook_record(TimeoutHookObject *self, PyObject *owner, PyObject *entry, PyObject *frame)
+{
+    PyObject *below = PyDict_GetItemWithError(self->frames, frame);
+    if (below == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    below = Py_NewRef(below == NULL ? Py_None : below); /* held: allocating may run code */
+    PyObject *record = PyList_New(6);
+    if (record == NULL) {
+        Py_DECREF(below);
+        return NULL;
+    }
+    Py_INCREF(owner);
+    PyList_SET_ITEM(record, 0, owner);
+    Py_INCREF(entry);
+    PyList_SET_ITEM(record, 1, entry);
+    Py_INCREF(frame);
+    PyList_SET_ITEM(record, 2, frame);
+    PyList_SET_ITEM(record, 3, below);
+    Py_INCREF(Py_None);
+    PyList_SET_ITEM(record, 4, Py_None);
+    Py_INCREF(Py_False);
+    PyList_SET_ITEM(record, 5, Py_False);
+    PyObject *key = PyLong_FromVoidPtr(record);
+    if (key == NULL || PyDict_SetItem(self->frames, frame, record) < 0 ||
+        PyDict_SetItem(self->open_entries, key, record) < 0) {
+        Py_XDECREF(key);
+        Py_DECREF(record);
+        return NULL;
+    }
+    Py_DECREF(key);
+    Py_DECREF(record);
+    PyObject *token = PyContextVar_Set(self->var, entry);
+    if (token == NULL) {
+        return NULL;
+    }
+    Py_DECREF(token);
+    Py_INCREF(entry);
+    return entry;
+}
+
+static PyObject *
+hook_enter(TimeoutHookObject *self, PyObject *owner)
+{
+    PyObject *frame = (PyObject *)PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL) {
+        PyErr_SetString(PyExc_ValueError, "call stack is not deep enough");
+        return NULL;
+    }
+    PyObject *outer;
+    if (PyContextVar_Get(self->var, NULL, &outer) < 0) {
+        return NULL;
+    }
+    PyObject *seconds = NULL;
+    PyObject *clock = NULL;
+    if (PyObject_TypeCheck(owner, self->timeout_type)) {
+        seconds = SLOT(owner, self->seconds_slot);
+        clock = SLOT(owner, self->clock_slot);
+    }
+    if (clock == self->system && seconds != NULL && PyFloat_CheckExact(seconds) &&
+        PyFloat_AS_DOUBLE(seconds) > 0.0) {
+        /* The steps of `Timeout._push` with the system clock, when the deadline in scope (if
+         * any) is one of a timeout or a plain `Deadline` on the system clock. */
+        PyObject *now_obj = PyObject_CallNoArgs(self->monotonic);
+        if (now_obj == NULL) {
+            Py_XDECREF(outer);
+            return NULL;
+        }
+        double now = PyFloat_AsDouble(now_obj);
+        Py_DECREF(now_obj);
+        if (now == -1.0 && PyErr_Occurred()) {
+            Py_XDECREF(outer);
+            return NULL;
+        }
+        const Py_ssize_t *slot = self->slot;
+        double left = PyFloat_AS_DOUBLE(seconds);
+        PyObject *at_obj = NULL; /* borrowed from outer, or NULL: now + seconds */
+        PyObject *entry_clock = clock;
+        PyObject *entry_timeout = seconds;
+        if (outer == NULL || outer == Py_None) {
+            Py_CLEAR(outer);
+        }
+        else {
+            PyObject *outer_at, *outer_clock, *outer_timeout;
+            if (!(Py_IS_TYPE(outer, self->scope_type) ||
+                  Py_IS_TYPE(outer, self->scope_type->tp_base)) ||
+                (outer_at = SLOT(outer, slot[SCOPE_AT])) == NULL ||
+                !PyFloat_CheckExact(outer_at) ||
+                (outer_clock = SLOT(outer, slot[SCOPE_CLOCK])) != self->system ||
+                (outer_timeout = SLOT(outer, slot[SCOPE_TIMEOUT])) == NULL) {
+                goto push;
+            }
+            double outer_left = PyFloat_AS_DOUBLE(outer_at) - now;
+            if (outer_left < left) {
+                at_obj = outer_at;
+                entry_clock = outer_clock;
+                entry_timeout = outer_timeout;
+                left = outer_left;
+            }
+        }
+        if (!(left > 0.0)) {
+            goto push; /* `_push` raises DeadlineExceeded (and reports it) */
+        }
+        if (at_obj == NULL) {
+            at_obj = PyFloat_FromDouble(now + PyFloat_AS_DOUBLE(seconds));
+            if (at_obj == NULL) {
+                Py_XDECREF(outer);
+                return NULL;
+            }
+        }
+        else {
+            Py_INCREF(at_obj);
+        }
+        /* held: allocating the entry may run code */
+        Py_INCREF(entry_clock);
+        Py_INCREF(entry_timeout);
+        Py_INCREF(owner);
+        PyTypeObject *type = self->scope_type;
+        PyObject *entry = type->tp_alloc(type, 0);
+        if (entry == NULL) {
+            Py_DECREF(at_obj);
+            Py_DECREF(entry_clock);
+            Py_DECREF(entry_timeout);
+            Py_DECREF(owner);
+            Py_XDECREF(outer);
+            return NULL;
+        }
+        SLOT(entry, slot[SCOPE_AT]) = at_obj;
+        SLOT(entry, slot[SCOPE_CLOCK]) = entry_clock;
+        SLOT(entry, slot[SCOPE_TIMEOUT]) = entry_timeout;
+        set_slot(entry, slot[SCOPE_FIRED], Py_False);
+        set_slot(entry, slot[SCOPE_SCOPE], Py_None);
+        set_slot(entry, slot[SCOPE_HANDLE], Py_None);
+        SLOT(entry, slot[SCOPE_OWNER]) = owner;
+        set_slot(entry, slot[SCOPE_FRAME], Py_None);
+        /* the reference to outer is the entry's */
+        SLOT(entry, slot[SCOPE_OUTER]) = outer == NULL ? Py_NewRef(Py_None) : outer;
+        set_slot(entry, slot[SCOPE_CLOSED], Py_False);
+        PyObject *result = hook_record(self, owner, entry, frame);
+        Py_DECREF(entry);
+        return result;
+    }
+push:
+    Py_XDECREF(outer);
+    PyObject *pushed = PyObject_CallMethodOneArg(owner, PUSH, Py_None);
+    if (pushed == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(pushed) || PyTuple_GET_SIZE(pushed) != 2) {
+        Py_DECREF(pushed);
+        PyErr_SetString(PyExc_TypeError, "Timeout._push must return (entry, seconds left)");
+        return NULL;
+    }
+    PyObject *result = hook_record(self, owner, PyTuple_GET_ITEM(pushed, 0), frame);
+    Py_DECREF(pushed);
+    return result;
+}
+
+static PyObject *
+hook_exit(TimeoutHookObject *self, PyObject *owner)
+{
+    PyObject *frame = (PyObject *)PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL) {
+        PyErr_SetString(PyExc_ValueError, "call stack is not deep enough");
+        return NULL;
+    }
+    PyObject *entry = NULL;
+    PyObject *record = PyDict_GetItemWithError(self->frames, frame); /* borrowed */
+    if (record == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (record != NULL && PyList_CheckExact(record) && PyList_GET_SIZE(record) == 6 &&
+        PyList_GET_ITEM(record, 0) == owner) {
+        /* The first case of `ScopeStack.pop`: the newest entry of the frame is the owner's
+         * and still open. */
+        PyObject *key = PyLong_FromVoidPtr(record);
+        if (key == NULL) {
+            return NULL;
+        }
+        PyObject *open = PyDict_GetItemWithError(self->open_entries, key);
+        if (open == NULL) {
+            Py_DECREF(key);
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+        }
+        else {
+            Py_INCREF(record); /* the frame index and the registry held it */
+            int failed = PyDict_DelItem(self->open_entries, key) < 0;
+            Py_DECREF(key);
+            PyObject *below = PyList_GET_ITEM(record, 3);
+            entry = PyList_GET_ITEM(record, 1);
+            Py_INCREF(entry);
+            if (below == Py_None) {
+                /* The common case: the frame's only entry. The record is referenced nowhere
+                 * else now: no need to close it. */
+                failed = failed || PyDict_DelItem(self->frames, frame) < 0;
+            }
+            else if (!failed) {
+                /* `ScopeStack._unindex`, then the record is closed. */
+                while (below != Py_None) {
+                    int closed = PyObject_IsTrue(PyList_GET_ITEM(below, 5));
+                    if (closed < 0) {
+                        failed = 1;
+                        break;
+                    }
+                    if (!closed) {
+                        break;
+                    }
+                    below = PyList_GET_ITEM(below, 3);
+                }
+                if (!failed) {
+                    failed = below == Py_None ? PyDict_DelItem(self->frames, frame) < 0
+                                              : PyDict_SetItem(self->frames, frame, below) < 0;
+                }
+                PyList_SetItem(record, 2, Py_NewRef(Py_None));
+                PyList_SetItem(record, 5, Py_NewRef(Py_True));
+                PyList_SetItem(record, 0, Py_NewRef(Py_None));
+                PyList_SetItem(record, 1, Py_NewRef(Py_None));
+            }
+            Py_DECREF(record);
+            if (failed) {
+                Py_DECREF(entry);
+                return NULL;
+            }
+        }
+    }
+    if (entry == NULL) {
+        entry = PyObject_CallFunctionObjArgs(self->claim, owner, frame, NULL);
+        if (entry == NULL) {
+            return NULL;
+        }
+    }
+    /* `_leave(entry)`: close it; if it is the deadline in scope, the nearest enclosing open
+     * one is. */
+    PyObject *current;
+    int is_scope = Py_IS_TYPE(entry, self->scope_type);
+    if (is_scope) {
+        set_slot(entry, self->slot[SCOPE_CLOSED], Py_True);
+    }
+    else if (PyObject_SetAttrString(entry, "closed", Py_True) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    if (PyContextVar_Get(self->var, NULL, &current) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    Py_XDECREF(current);
+    if (current == entry) {
+        PyObject *outer = is_scope ? SLOT(entry, self->slot[SCOPE_OUTER]) : NULL;
+        if (outer != NULL && outer != Py_None &&
+            !(Py_IS_TYPE(outer, self->scope_type) &&
+              SLOT(outer, self->slot[SCOPE_CLOSED]) == Py_False)) {
+            outer = NULL; /* closed, or not known to be open: `_open_outer` decides */
+        }
+        if (outer == NULL) {
+            PyObject *entry_outer = PyObject_GetAttrString(entry, "outer");
+            if (entry_outer == NULL) {
+                Py_DECREF(entry);
+                return NULL;
+            }
+            outer = PyObject_CallOneArg(self->open_outer, entry_outer);
+            Py_DECREF(entry_outer);
+        }
+        else {
+            Py_INCREF(outer);
+        }
+        if (outer == NULL) {
+            Py_DECREF(entry);
+            return NULL;
+        }
+        PyObject *token = PyContextVar_Set(self->var, outer);
+        Py_DECREF(outer);
+        if (token == NULL) {
+            Py_DECREF(entry);
+            return NULL;
+        }
+        Py_DECREF(token);
+    }
+    Py_DECREF(entry);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+TimeoutHook_vectorcall(TimeoutHookObject *self, PyObject *const *args, size_t nargsf,
+                       PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_SetString(PyExc_TypeError, "takes no keyword arguments");
+        return NULL;
+    }
+    if (self->exit) {
+        if (nargs != 4) {
+            PyErr_Format(PyExc_TypeError, "__exit__ takes 4 arguments (%zd given)", nargs);
+            return NULL;
+        }
+        return hook_exit(self, args[0]);
+    }
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "__enter__ takes 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    return hook_enter(self, args[0]);
+}
+
+static PyObject *
+TimeoutHook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"exit",   "frames",   "open_entries", "var",  "scope_type",
+                            "timeout_type", "system", "monotonic", "claim", "open_outer",
+                            NULL};
+    int exit;
+    PyObject *frames, *open_entries, *var, *system, *monotonic, *claim, *open_outer;
+    PyTypeObject *scope_type, *timeout_type;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!O!O!O!O!OOOO:TimeoutHook", names, &exit,
+                                     &PyDict_Type, &frames, &PyDict_Type, &open_entries,
+                                     &PyContextVar_Type, &var, &PyType_Type, &scope_type,
+                                     &PyType_Type, &timeout_type, &system, &monotonic, &claim,
+                                     &open_outer)) {
+        return NULL;
+    }
+    Py_ssize_t slot[SCOPE_FIELDS];
+    for (int i = 0; i < SCOPE_FIELDS; i++) {
+        slot[i] = object_slot(scope_type, scope_fields[i]);
+        if (slot[i] < 0) {
+            return NULL;
+        }
+    }
+    Py_ssize_t clock_slot = object_slot(timeout_type, "_clock");
+    Py_ssize_t seconds_slot = clock_slot < 0 ? -1 : object_slot(timeout_type, "seconds");
+    if (seconds_slot < 0) {
+        return NULL;
+    }
+    if (scope_type->tp_alloc == NULL || scope_type->tp_new != PyBaseObject_Type.tp_new) {
+        PyErr_SetString(PyExc_TypeError, "scope_type must be made by object.__new__");
+        return NULL;
+    }
+    TimeoutHookObject *self = (TimeoutHookObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->exit = exit;
+    Py_INCREF(frames);
+    self->frames = frames;
+    Py_INCREF(open_entries);
+    self->open_entries = open_entries;
+    Py_INCREF(var);
+    self->var = var;
+    Py_INCREF(scope_type);
+    self->scope_type = scope_type;
+    Py_INCREF(timeout_type);
+    self->timeout_type = timeout_type;
+    Py_INCREF(system);
+    self->system = system;
+    Py_INCREF(monotonic);
+    self->monotonic = monotonic;
+    Py_INCREF(claim);
+    self->claim = claim;
+    Py_INCREF(open_outer);
+    self->open_outer = open_outer;
+    memcpy(self->slot, slot, sizeof(slot));
+    self->clock_slot = clock_slot;
+    self->seconds_slot = seconds_slot;
+    self->vectorcall = (vectorcallfunc)TimeoutHook_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+TimeoutHook_traverse(TimeoutHookObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->frames);
+    Py_VISIT(self->open_entries);
+    Py_VISIT(self->var);
+    Py_VISIT(self->scope_type);
+    Py_VISIT(self->timeout_type);
+    Py_VISIT(self->system);
+    Py_VISIT(self->monotonic);
+    Py_VISIT(self->claim);
+    Py_VISIT(self->open_outer);
+    return 0;
+}
+
+static int
+TimeoutHook_clear(TimeoutHookObject *self)
+{
+    Py_CLEAR(self->frames);
+    Py_CLEAR(self->open_entries);
+    Py_CLEAR(self->var);
+    Py_CLEAR(self->scope_type);
+    Py_CLEAR(self->timeout_type);
+    Py_CLEAR(self->system);
+    Py_CLEAR(self->monotonic);
+    Py_CLEAR(self->claim);
+    Py_CLEAR(self->open_outer);
+    return 0;
+}
+
+static void
+TimeoutHook_dealloc(TimeoutHookObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    TimeoutHook_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject TimeoutHookType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "resilient._speedups.TimeoutHook",
+    .tp_basicsize = sizeof(TimeoutHookObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "Timeout.__enter__ or Timeout.__exit__ of sync with blocks (see "
+              "resilient._timeout).",
+    .tp_new = TimeoutHook_new,
+    .tp_traverse = (traverseproc)TimeoutHook_traverse,
+    .tp_clear = (inquiry)TimeoutHook_clear,
+    .tp_dealloc = (destructor)TimeoutHook_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(TimeoutHookObject, vectorcall),
+    .tp_descr_get = RetryCall_get,
+};
+
 static PyMethodDef module_functions[] = {
     {"held_as_they_are", held_as_they_are, METH_O,
      "Whether an exact fingerprint holds these argument values as they are."},
@@ -2082,7 +2585,8 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     if (PyType_Ready(&GCRAType) < 0 || PyType_Ready(&RetryCallType) < 0 ||
-        PyType_Ready(&DurationsType) < 0 || PyType_Ready(&StepsType) < 0) {
+        PyType_Ready(&DurationsType) < 0 || PyType_Ready(&StepsType) < 0 ||
+        PyType_Ready(&TimeoutHookType) < 0) {
         return NULL;
     }
     ONE = PyLong_FromLong(1);
@@ -2095,9 +2599,10 @@ PyInit__speedups(void)
     MAX_KEYS = PyUnicode_InternFromString("max_keys");
     NOW = PyUnicode_InternFromString("now");
     MOVE_TO_END = PyUnicode_InternFromString("move_to_end");
+    PUSH = PyUnicode_InternFromString("_push");
     if (ONE == NULL || EMPTY == NULL || ZERO_FLOAT == NULL || ACTIVE == NULL || TIMING == NULL ||
         COUNTING == NULL || NANOS == NULL || MAX_KEYS == NULL || NOW == NULL ||
-        MOVE_TO_END == NULL) {
+        MOVE_TO_END == NULL || PUSH == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
@@ -2125,6 +2630,12 @@ PyInit__speedups(void)
     Py_INCREF(&StepsType);
     if (PyModule_AddObject(m, "Steps", (PyObject *)&StepsType) < 0) {
         Py_DECREF(&StepsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&TimeoutHookType);
+    if (PyModule_AddObject(m, "TimeoutHook", (PyObject *)&TimeoutHookType) < 0) {
+        Py_DECREF(&TimeoutHookType);
         Py_DECREF(m);
         return NULL;
     }

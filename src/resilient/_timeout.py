@@ -56,6 +56,7 @@ from ._clock import Clock, SystemClock, check_clock
 from ._deadline import Deadline, _current
 from ._errors import DeadlineExceeded
 from ._events import HUB, DeadlineExceededEvent
+from ._native import load_speedups
 from ._policy import Policy
 from ._scopes import BELOW, DATA, OWNER, ScopeStack, caller_frame
 
@@ -629,6 +630,11 @@ _sync_frames = _sync_entries.frames
 _sync_open = _sync_entries.open_entries
 
 
+def _claim(owner: Timeout, frame: FrameType) -> _Scope:
+    """The entry claimed by an exit of ``owner``'s sync block run from ``frame``."""
+    return _sync_entries.pop(owner, frame, _open_deadlines)
+
+
 def _leave(entry: _Scope) -> None:
     """Close ``entry``; if it is the deadline in scope, the nearest enclosing open one is."""
     entry.closed = True
@@ -715,3 +721,28 @@ def timeout(seconds: float, *, name: str | None = None, clock: Clock | None = No
 
 
 _new = Timeout.__new__
+
+# The Python ``__enter__`` / ``__exit__`` of sync blocks, and their C versions (the same steps;
+# see `TimeoutHook` in _speedups.c), which replace them when the extension is built.
+PYTHON_SYNC: tuple[Any, Any] = (Timeout.__dict__["__enter__"], Timeout.__dict__["__exit__"])
+NATIVE_SYNC: tuple[Any, Any] | None = None
+_speedups: Any = load_speedups()
+_hook: Any = getattr(_speedups, "TimeoutHook", None)
+if _hook is not None:
+    NATIVE_SYNC = tuple(
+        _hook(
+            exit,
+            _sync_frames,
+            _sync_open,
+            _current,
+            _Scope,
+            Timeout,
+            _SYSTEM,
+            _monotonic,
+            _claim,
+            _open_outer,
+        )
+        for exit in (False, True)
+    )
+    type.__setattr__(Timeout, "__enter__", NATIVE_SYNC[0])
+    type.__setattr__(Timeout, "__exit__", NATIVE_SYNC[1])
