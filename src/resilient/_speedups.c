@@ -1753,6 +1753,31 @@ steps_claim_locked(StepsObject *self, PyObject *composite, PyObject *owner, PyOb
     return Py_NewRef(self->claimed);
 }
 
+/* Release the store's lock whatever happened and return `result`, keeping an error raised
+ * with the lock held (NULL result); a failing release is the error returned instead. */
+static PyObject *
+steps_unlock(StepsObject *self, PyObject *result)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    int released = lock_call(self->release);
+    if (type != NULL) {
+        if (released < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+        }
+        else {
+            PyErr_Restore(type, value, traceback);
+        }
+    }
+    if (released < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
 static int
 steps_args(PyObject *const *args, Py_ssize_t nargs, const char *name, long long *ms)
 {
@@ -1819,25 +1844,7 @@ Steps_claim(StepsObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *result = steps_claim_locked(self, composite, args[1], args[2], lease_ms, now);
     Py_DECREF(composite);
-    /* Release whatever happened, keeping an error raised before. */
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    int released = lock_call(self->release);
-    if (type != NULL) {
-        if (released < 0) {
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(traceback);
-        }
-        else {
-            PyErr_Restore(type, value, traceback);
-        }
-    }
-    if (released < 0) {
-        Py_XDECREF(result);
-        return NULL;
-    }
-    return result;
+    return steps_unlock(self, result);
 }
 
 static PyObject *
@@ -1903,24 +1910,7 @@ Steps_complete(StepsObject *self, PyObject *const *args, Py_ssize_t nargs)
 done:
     Py_XDECREF(entry);
     Py_DECREF(composite);
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    int released = lock_call(self->release);
-    if (type != NULL) {
-        if (released < 0) {
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(traceback);
-        }
-        else {
-            PyErr_Restore(type, value, traceback);
-        }
-    }
-    if (released < 0) {
-        Py_XDECREF(result);
-        return NULL;
-    }
-    return result;
+    return steps_unlock(self, result);
 }
 
 static PyMethodDef Steps_methods[] = {
