@@ -25,6 +25,9 @@ from resilient.config import load_policies
 from resilient.instrumentation import subscribe, unsubscribe
 from resilient.testing import FakeClock, no_waiting
 
+# Every test on the C guarded call (resilient._speedups.RetryCall) and on the Python one.
+pytestmark = pytest.mark.usefixtures("retry_impl")
+
 
 class Down(Exception):
     pass

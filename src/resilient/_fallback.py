@@ -24,6 +24,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from typing_extensions import ParamSpec
 
+from . import _retry
 from ._events import HUB, FallbackUsed
 from ._policy import Policy, is_async_callable
 from ._retry import _matcher, _name_of, _never_retried, _On
@@ -43,6 +44,18 @@ class _Missing:
 
 
 _MISSING: Final = _Missing()
+
+
+class _Untimed:
+    """A stand-in for the event hub that never asks for a call's count or duration."""
+
+    __slots__ = ("timing",)  # a slot: the C call reads it at a fixed offset, as the hub's
+
+    def __init__(self) -> None:
+        self.timing = False
+
+
+_UNTIMED: Final = _Untimed()
 
 
 class Fallback(Policy, Generic[T]):
@@ -153,6 +166,30 @@ class Fallback(Policy, Generic[T]):
             if not replaces(error):
                 raise error
             return answer(error, name)
+
+        speedups = _retry._speedups
+        if speedups is not None:
+            # The same call guarded in C (`RetryCall` with a hub that never asks for timing):
+            # on success only ``fn`` runs; a raise is handed to `failed`, as below.
+            def handed(*handed_over: Any) -> Any:  # (fn, args, kwargs, error, None, 0.0, name)
+                return failed(handed_over[3])
+
+            native: Callable[P, R] = speedups.RetryCall(
+                fn=fn,
+                slow=handed,
+                run=handed,
+                policy=self,
+                name=name,
+                key=(self.kind, name),
+                hub=_UNTIMED,
+                system=False,
+                timed=handed,
+                counted=handed,
+                clocked=handed,
+                fold=handed,
+                fold_at=1,
+            )
+            return native
 
         # The success path is this one call and nothing else (two closure cells).
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

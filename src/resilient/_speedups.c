@@ -1512,7 +1512,14 @@ RetryCall_dealloc(RetryCallObject *self)
 static PyObject *
 RetryCall_repr(RetryCallObject *self)
 {
-    return PyUnicode_FromFormat("<retrying %R>", self->fn);
+    /* "<retry <function f ...>>", or the kind of the policy that made it ("fallback"). */
+    PyObject *kind = PyObject_GetAttrString(self->policy, "kind");
+    if (kind == NULL) {
+        return NULL;
+    }
+    PyObject *text = PyUnicode_FromFormat("<%S %R>", kind, self->fn);
+    Py_DECREF(kind);
+    return text;
 }
 
 /* Pickled by reference, as the function it replaces was (its module and qualified name, set
