@@ -1,11 +1,31 @@
-"""Drive a rate limiter from many threads or tasks at once, counting what it admits."""
+"""Drive a policy from many threads or tasks at once, counting what it admits."""
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
+
+
+def hammer_in_threads(count: int, hammer: Callable[[threading.Barrier], object]) -> None:
+    """Run ``hammer(start)`` in ``count`` threads, switching between threads as often as possible.
+
+    Each thread is given the same barrier (``start``) to wait on, so that they begin together.
+    """
+    start = threading.Barrier(count)
+    threads = [threading.Thread(target=hammer, args=(start,)) for _ in range(count)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: their steps interleave
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def admitted_by_threads(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import resilient
 from resilient._events import HUB
 from resilient.instrumentation.prometheus import PrometheusMetrics
 
+from .._concurrency import hammer_in_threads
 from ._scenario import run_scenario
 
 # Every test runs with the C success path of @retry and fold of the histograms, then without.
@@ -239,8 +239,6 @@ def test_without_durations_calls_are_counted_and_no_clock_is_read() -> None:
 
 
 def test_counts_stay_exact_under_16_threads() -> None:
-    import sys
-    import threading
 
     breaker = resilient.CircuitBreaker("threads", failure_rate=None, consecutive_failures=10**9)
     retry = resilient.Retry(on=ConnectionError, attempts=1, name="threads")
@@ -257,17 +255,7 @@ def test_counts_stay_exact_under_16_threads() -> None:
                 breaker.call(lambda: 1 / 0)
 
     def run_16_threads() -> None:
-        start = threading.Barrier(16)
-        threads = [threading.Thread(target=hammer, args=(start,)) for _ in range(16)]
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)  # switch threads often: increments interleave
-        try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        finally:
-            sys.setswitchinterval(interval)
+        hammer_in_threads(16, hammer)  # increments interleave
 
     counted = PrometheusMetrics(registry=CollectorRegistry(), namespace="bare", durations=False)
     try:
@@ -685,17 +673,7 @@ def test_a_decorated_retry_counts_exactly_under_8_threads(durations: bool) -> No
             with contextlib.suppress(ConnectionError):
                 work(i)
 
-    start = threading.Barrier(8)
-    threads = [threading.Thread(target=hammer, args=(start,)) for _ in range(8)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads often: appends and folds interleave
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    hammer_in_threads(8, hammer)  # appends and folds interleave
     try:
         final = samples(registry)
     finally:
