@@ -169,8 +169,13 @@ def exact_fingerprint(values: tuple[Any, ...], encode: Callable[[tuple[Any, ...]
     A tuple never equals bytes, so equal fingerprints mean equal arguments, as with a digest,
     and what is held stays small.
     """
-    if held_as_they_are(values):
-        return values
+    return values if held_as_they_are(values) else encoded_fingerprint(values, encode)
+
+
+def encoded_fingerprint(
+    values: tuple[Any, ...], encode: Callable[[tuple[Any, ...]], bytes]
+) -> bytes:
+    """`exact_fingerprint` of ``values`` not held as they are: their encoding, or its digest."""
     encoded = encode(values)
     return encoded if len(encoded) <= EXACT_MAX else b"#" + _key_sha256(encoded).digest()
 
@@ -751,7 +756,7 @@ class Idempotent(Policy):
                 fingerprint = (
                     values
                     if held_as_they_are_(values)
-                    else exact_fingerprint(values, binder_encode)
+                    else encoded_fingerprint(values, binder_encode)
                 )
                 key = (
                     prefix + user_key if len(user_key) <= EXACT_MAX else exact_key(prefix, user_key)
