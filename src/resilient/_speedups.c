@@ -1800,9 +1800,14 @@ steps_args(PyObject *const *args, Py_ssize_t nargs, const char *name, long long 
     if (*ms == -1 && PyErr_Occurred()) {
         return -1;
     }
-    if (*ms < 0 || *ms > (1LL << 40)) {
-        PyErr_Format(PyExc_ValueError, "%s(): duration out of range", name);
+    if (*ms < 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): the duration must be >= 0", name);
         return -1;
+    }
+    if (*ms > (1LL << 52)) {
+        /* Over 140,000 years: held as that (a reading plus it in microseconds stays far
+         * inside 64 bits), which no clock reaches; Python's ints would hold it exactly. */
+        *ms = 1LL << 52;
     }
     return 0;
 }

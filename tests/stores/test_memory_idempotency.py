@@ -214,3 +214,13 @@ def test_the_steps_leak_no_references() -> None:
     rounds()
     rounds()
     assert counts() == before
+
+
+def test_a_ttl_of_centuries_is_stored() -> None:
+    import resilient
+
+    @resilient.idempotent(store=MemoryStore(), key=lambda name: name, ttl=1e12, lock_timeout=1e12)
+    def call(name: str) -> int:
+        return 1
+
+    assert call("a") == call("a") == 1
