@@ -1,7 +1,8 @@
 """Build the optional C extension; everything else is declared in pyproject.toml.
 
 `resilient._speedups` (the memory token bucket's decision, the memory store's idempotency
-claims, a sync ``@retry``'s success path, the histogram's pending durations) is built with
+claims, a sync ``@retry``'s and ``@Fallback``'s success path, a sync ``with timeout(...)``
+block, the histogram's pending durations) is built with
 CPython on Linux, except for free-threaded interpreters, whose missing GIL its lock-free paths
 rely on. A failed build is not an error (``optional=True``): the pure Python version is used
 instead. Set ``RESILIENT_NO_EXTENSIONS=1`` to skip it.
