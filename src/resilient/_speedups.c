@@ -2,7 +2,9 @@
  *
  * - `GCRA`: the memory token bucket's decision (below).
  * - `Steps`: the claim and complete of idempotency records in memory (see its section).
- * - `RetryCall`: a function decorated with a plain retry, its success path (see its section).
+ * - `RetryCall`: a function decorated with a plain retry (or a fallback), its success path
+ *   (see its section).
+ * - `TimeoutHook`: a sync timeout's `__enter__` and `__exit__` (see its section).
  * - `Durations`: a histogram's durations until they are counted into its buckets.
  *
  * `GCRA` is what `resilient.stores._memory._GCRA` builds in pure Python (the closure in
