@@ -6,7 +6,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -390,10 +390,17 @@ def test_multiprocess_mode_uses_prometheus_client_metrics(
     assert counts == {labels(policy="circuit_breaker", name="direct"): 2.0}
 
 
-async def test_async_calls_are_counted_without_durations() -> None:
-    registry = CollectorRegistry()
-    metrics = PrometheusMetrics(registry=registry, durations=False)
-    retry = resilient.Retry(on=ConnectionError, attempts=2, name="async-counted")
+AsyncCall = Callable[[], Awaitable[str]]
+
+
+def async_calls(
+    retry: resilient.Retry,
+) -> tuple[AsyncCall, AsyncCall, AsyncCall]:
+    """Three functions under ``retry``: one succeeds, one fails its first attempt, one raises.
+
+    The second raises ConnectionError once, then succeeds; the third raises KeyError, which
+    ``retry`` never retries.
+    """
     tries: list[int] = []
 
     @retry
@@ -410,6 +417,15 @@ async def test_async_calls_are_counted_without_durations() -> None:
     @retry
     async def broken() -> str:
         raise KeyError("never retried")
+
+    return ok, flaky, broken
+
+
+async def test_async_calls_are_counted_without_durations() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry, durations=False)
+    retry = resilient.Retry(on=ConnectionError, attempts=2, name="async-counted")
+    ok, flaky, broken = async_calls(retry)
 
     try:
         for _ in range(3):
@@ -557,22 +573,7 @@ async def test_async_calls_are_timed_inline_by_default() -> None:
     retry = resilient.Retry(
         on=ConnectionError, attempts=2, backoff=resilient.Backoff.constant(0.0), name="async-timed"
     )
-    tries: list[int] = []
-
-    @retry
-    async def ok() -> str:
-        return "ok"
-
-    @retry
-    async def flaky() -> str:
-        tries.append(1)
-        if len(tries) == 1:
-            raise ConnectionError("once")
-        return "ok"
-
-    @retry
-    async def broken() -> str:
-        raise KeyError("never retried")
+    ok, flaky, broken = async_calls(retry)
 
     try:
         for _ in range(3):
