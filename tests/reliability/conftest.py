@@ -76,25 +76,22 @@ def _unclosed_connections(request: pytest.FixtureRequest) -> Iterator[None]:
         gc.collect()
     unclosed = sum(issubclass(w.category, ResourceWarning) for w in caught)
     if unclosed:
-        with _lock:
-            tally = _tallies.get("faults")
-            if tally is None:
-                tally = _tallies["faults"] = Tally("faults")
-            tally["unclosed_resources"] += unclosed
+        _tally("faults")["unclosed_resources"] += unclosed
+
+
+def _tally(part: str) -> Tally:
+    """The `Tally` of ``part``, made on first use."""
+    with _lock:
+        tally = _tallies.get(part)
+        if tally is None:
+            tally = _tallies[part] = Tally(part)
+        return tally
 
 
 @pytest.fixture(scope="session")
 def reliability_tally() -> Callable[[str], Tally]:
     """``reliability_tally(part)``: the `Tally` of that part, written out at the end."""
-
-    def get(part: str) -> Tally:
-        with _lock:
-            tally = _tallies.get(part)
-            if tally is None:
-                tally = _tallies[part] = Tally(part)
-            return tally
-
-    return get
+    return _tally
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
